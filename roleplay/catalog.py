@@ -1,0 +1,138 @@
+"""The set of scenarios and rubrics on disk, validated together (cross-file references, duplicate ids)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from roleplay.errors import NotFoundError, RoleplayError, ScenarioError, ValidationErrors
+from roleplay.rubric import Rubric, rubric_problems
+from roleplay.scenario import Scenario, scenario_problems
+from roleplay.yamlsource import YamlDocument, load_document, problem_errors, validate_document
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Catalog:
+    """Scenarios and rubrics by id, with the files they came from."""
+
+    scenarios: dict[str, Scenario] = field(default_factory=dict)
+    rubrics: dict[str, Rubric] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
+    errors: list[ScenarioError] = field(default_factory=list)
+
+    def scenario(self, scenario_id: str) -> Scenario:
+        """Return a scenario by id, with a helpful error if it does not exist."""
+        if scenario_id not in self.scenarios:
+            known = ", ".join(sorted(self.scenarios)) or "(none loaded)"
+            raise NotFoundError(f"no scenario '{scenario_id}'; available: {known}")
+        return self.scenarios[scenario_id]
+
+    def rubric(self, rubric_id: str) -> Rubric:
+        """Return a rubric by id, with a helpful error if it does not exist."""
+        if rubric_id not in self.rubrics:
+            known = ", ".join(sorted(self.rubrics)) or "(none loaded)"
+            raise NotFoundError(f"no rubric '{rubric_id}'; available: {known}")
+        return self.rubrics[rubric_id]
+
+    def rubric_for(self, scenario: Scenario) -> Rubric:
+        """The rubric that grades `scenario`."""
+        return self.rubric(scenario.rubric)
+
+    def raise_errors(self) -> None:
+        """Raise ValidationErrors if any file failed."""
+        if self.errors:
+            raise ValidationErrors(self.errors)
+
+
+def yaml_files(paths: list[Path]) -> list[Path]:
+    """Expand directories to the YAML files in them (sorted); keep files as given."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix in YAML_SUFFIXES and q.is_file()))
+        else:
+            out.append(p)
+    return out
+
+
+def _kind(doc: YamlDocument, path: Path) -> str | None:
+    if "criteria" in doc.data:
+        return "rubric"
+    if "persona" in doc.data:
+        return "scenario"
+    parents = {p.name for p in path.resolve().parents}
+    if "rubrics" in parents:
+        return "rubric"
+    if "scenarios" in parents:
+        return "scenario"
+    return None
+
+
+def load_catalog(paths: list[Path], rubric_dirs: list[Path] | None = None) -> Catalog:
+    """Load every scenario and rubric under `paths`, collecting all errors instead of stopping at the first.
+
+    Args:
+        paths: Files or directories holding scenario and rubric YAML.
+        rubric_dirs: Extra places to find rubrics that scenarios refer to (not themselves reported on).
+    """
+    cat = Catalog()
+    docs: list[tuple[Path, YamlDocument, Scenario]] = []
+    for path in yaml_files(paths):
+        try:
+            doc = load_document(path)
+            kind = _kind(doc, path)
+            if kind is None:
+                cat.errors.append(ScenarioError(
+                    str(path), 1, "",
+                    "cannot tell whether this is a scenario or a rubric; a scenario has `persona:`, a rubric `criteria:`",
+                ))
+            elif kind == "rubric":
+                rubric = validate_document(doc, Rubric)
+                cat.errors.extend(problem_errors(doc, rubric_problems(rubric)))
+                _add(cat, "rubric", rubric.id, rubric, path, doc)
+            else:
+                scenario = validate_document(doc, Scenario)
+                cat.errors.extend(problem_errors(doc, scenario_problems(scenario)))
+                if _add(cat, "scenario", scenario.id, scenario, path, doc):
+                    docs.append((path, doc, scenario))
+        except ValidationErrors as exc:
+            cat.errors.extend(exc.errors)
+        except ScenarioError as exc:
+            cat.errors.append(exc)
+    for extra in yaml_files(rubric_dirs or []):
+        try:
+            rubric = validate_document(load_document(extra), Rubric)
+        except RoleplayError:
+            continue  # reported when that directory is validated itself
+        cat.rubrics.setdefault(rubric.id, rubric)
+    for path, doc, scenario in docs:
+        cat.errors.extend(problem_errors(doc, _reference_problems(cat, scenario)))
+    cat.errors.sort(key=lambda e: (e.path, e.line or 0))
+    return cat
+
+
+def _add(cat: Catalog, kind: str, item_id: str, item: Scenario | Rubric, path: Path, doc: YamlDocument) -> bool:
+    key = f"{kind}:{item_id}"
+    if key in cat.sources:
+        cat.errors.append(ScenarioError(
+            str(path), doc.line_of(("id",)), "id",
+            f"{kind} id '{item_id}' is already used by {cat.sources[key]}; ids must be unique",
+        ))
+        return False
+    cat.sources[key] = path
+    (cat.rubrics if kind == "rubric" else cat.scenarios)[item_id] = item  # type: ignore[index]
+    return True
+
+
+def _reference_problems(cat: Catalog, scenario: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+    rubric = cat.rubrics.get(scenario.rubric)
+    if rubric is None:
+        known = ", ".join(sorted(cat.rubrics)) or "(no rubrics found)"
+        return [(("rubric",), f"rubric '{scenario.rubric}' does not exist; use one of: {known}")]
+    return [
+        (("model_lines", key), f"'{key}' is not a criterion of rubric '{rubric.id}'; use one of: {', '.join(rubric.criterion_ids)}")
+        for key in scenario.model_lines
+        if key not in rubric.criterion_ids
+    ]

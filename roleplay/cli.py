@@ -1,0 +1,120 @@
+"""The `roleplay` command line: validate, schema, people, practice, grade, review, eval, serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from roleplay.errors import RoleplayError
+
+
+class _Group(click.Group):
+    """A click group that turns every error into a one-line message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RoleplayError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence for users
+            if os.environ.get("ROLEPLAY_DEBUG"):
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ROLEPLAY_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """Practise hard conversations against an AI persona; grade, review and certify."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check scenario and rubric YAML files (default: the configured scenarios and rubrics)."""
+    from roleplay.catalog import load_catalog
+    from roleplay.config import settings
+
+    cfg = settings()
+    targets = list(paths) or [cfg.scenarios_dir, cfg.rubrics_dir]
+    missing = [p for p in targets if not p.exists()]
+    if missing:
+        raise RoleplayError(f"{missing[0]}: no such file or directory")
+    catalog = load_catalog(targets, rubric_dirs=[cfg.rubrics_dir])
+    for err in catalog.errors:
+        click.echo(err.format())
+    if catalog.errors:
+        click.echo(f"{len(catalog.errors)} error(s)", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(catalog.scenarios)} scenario(s), {len(catalog.rubrics)} rubric(s)")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["scenario", "rubric"]))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a scenario or rubric file."""
+    from roleplay.rubric import rubric_schema
+    from roleplay.scenario import scenario_schema
+
+    click.echo(json.dumps(scenario_schema() if kind == "scenario" else rubric_schema(), indent=2))
+
+
+@main.command("scenarios")
+def list_scenarios() -> None:
+    """List the available scenarios."""
+    from roleplay.library import catalog
+
+    for scn in sorted(catalog().scenarios.values(), key=lambda s: (s.sprint, s.id)):
+        click.echo(f"{scn.id:24} {scn.sprint:22} {scn.title}")
+
+
+@main.group(cls=_Group)
+def people() -> None:
+    """Manage learners, facilitators and designers."""
+
+
+@people.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["learner", "facilitator", "designer"]), required=True)
+@click.option("--name", "display_name", default=None, help="Display name (defaults to the username).")
+def people_add(username: str, role: str, display_name: str | None) -> None:
+    """Add a person with a role."""
+    from roleplay.store import default_store
+
+    person = default_store().add_person(username, role, display_name)  # type: ignore[arg-type]
+    click.echo(f"added {person.username} ({person.role})")
+
+
+@people.command("list")
+def people_list() -> None:
+    """List everyone."""
+    from roleplay.store import default_store
+
+    for person in default_store().people():
+        click.echo(f"{person.username:20} {person.role:12} {person.display_name}")
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (also done automatically on start)."""
+    from roleplay.config import settings
+    from roleplay.store import Store, _describe_url
+
+    url = settings().database_url
+    Store(url).close()
+    click.echo(f"database is up to date: {_describe_url(url)}")
+
+
+if __name__ == "__main__":
+    main()

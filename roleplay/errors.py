@@ -1,0 +1,50 @@
+"""The one error root of roleplay and its structured subclasses."""
+
+from __future__ import annotations
+
+
+class RoleplayError(Exception):
+    """Root of every error roleplay raises on purpose; its message says how to fix the problem."""
+
+
+class ScenarioError(RoleplayError):
+    """A YAML file (scenario, rubric or program) is invalid.
+
+    Attributes:
+        path: The file the problem is in.
+        line: 1-based line of the problem, or None when the file cannot be read at all.
+        field: Dotted path of the offending field ("" for the whole document).
+        problem: What is wrong and how to fix it.
+    """
+
+    def __init__(self, path: str, line: int | None, field: str, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.problem = problem
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        """Return the canonical `file:line: field: problem` form."""
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.field or '(document)'}: {self.problem}"
+
+
+class ValidationErrors(RoleplayError):
+    """Several files or fields failed validation at once."""
+
+    def __init__(self, errors: list[ScenarioError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(e.format() for e in errors))
+
+
+class ConfigError(RoleplayError):
+    """Configuration is missing or inconsistent."""
+
+
+class StoreError(RoleplayError):
+    """The database cannot be reached or holds something unexpected."""
+
+
+class NotFoundError(RoleplayError):
+    """A scenario, rubric, session or person that was asked for does not exist."""
