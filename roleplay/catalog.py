@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def load_catalog(paths: list[Path], rubric_dirs: list[Path] | None = None) -> Ca
             if kind is None:
                 cat.errors.append(ScenarioError(
                     str(path), 1, "",
-                    "cannot tell whether this is a scenario or a rubric; a scenario has `persona:`, a rubric `criteria:`",
+                    "cannot tell whether this is a scenario or a rubric; add `persona:` (scenario) or `criteria:` (rubric), "
+                    "or keep other YAML files out of these folders",
                 ))
             elif kind == "rubric":
                 rubric = validate_document(doc, Rubric)
@@ -118,7 +120,7 @@ def _add(cat: Catalog, kind: str, item_id: str, item: Scenario | Rubric, path: P
     if key in cat.sources:
         cat.errors.append(ScenarioError(
             str(path), doc.line_of(("id",)), "id",
-            f"{kind} id '{item_id}' is already used by {cat.sources[key]}; ids must be unique",
+            f"{kind} id '{item_id}' is already used by {cat.sources[key]}; give each {kind} its own id",
         ))
         return False
     cat.sources[key] = path
@@ -126,13 +128,24 @@ def _add(cat: Catalog, kind: str, item_id: str, item: Scenario | Rubric, path: P
     return True
 
 
+def _did_you_mean(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
 def _reference_problems(cat: Catalog, scenario: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
     rubric = cat.rubrics.get(scenario.rubric)
     if rubric is None:
-        known = ", ".join(sorted(cat.rubrics)) or "(no rubrics found)"
-        return [(("rubric",), f"rubric '{scenario.rubric}' does not exist; use one of: {known}")]
+        ids = sorted(cat.rubrics)
+        known = ", ".join(ids) or "(no rubrics found)"
+        hint = _did_you_mean(scenario.rubric, ids)
+        return [(("rubric",), f"rubric '{scenario.rubric}' does not exist; {hint}use one of: {known}")]
     return [
-        (("model_lines", key), f"'{key}' is not a criterion of rubric '{rubric.id}'; use one of: {', '.join(rubric.criterion_ids)}")
+        (
+            ("model_lines", key),
+            f"'{key}' is not a criterion of rubric '{rubric.id}'; "
+            f"{_did_you_mean(key, rubric.criterion_ids)}use one of: {', '.join(rubric.criterion_ids)}",
+        )
         for key in scenario.model_lines
         if key not in rubric.criterion_ids
     ]

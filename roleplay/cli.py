@@ -106,6 +106,55 @@ def people_list() -> None:
 
 
 @main.command()
+@click.argument("scenario_id")
+@click.option("--level", type=click.Choice(["novice", "intermediate", "expert"]), default="intermediate", show_default=True)
+@click.option("--offline", is_flag=True, help="Use the offline scripted persona even if an endpoint is configured.")
+@click.option("--user", "username", default=None, help="Learner username (default: your login name).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the offline persona.")
+def practice(scenario_id: str, level: str, offline: bool, username: str | None, seed: int) -> None:
+    """Practise a scenario in the terminal; every turn is stored. Type /end to finish."""
+    import getpass
+
+    from roleplay.library import catalog
+    from roleplay.practice import engine_notice, make_voice, start_practice
+    from roleplay.store import default_store
+
+    scenario = catalog().scenario(scenario_id)
+    voice = make_voice(offline=offline)
+    run = start_practice(default_store(), username or getpass.getuser(), scenario, level, voice, seed=seed)
+    click.echo(f"# {scenario.title} ({level})\n{engine_notice(voice)}\n")
+    click.echo(scenario.briefing.strip() + "\n")
+    click.echo("Objectives:\n" + "\n".join(f"  - {o}" for o in scenario.objectives) + "\n")
+    click.echo("Type your lines; /end finishes the session.\n")
+    click.echo(f"{scenario.persona.name}: {run.open()}")
+    while not run.state.ended:
+        try:
+            line = click.prompt("You", prompt_suffix=": ", default="", show_default=False)
+        except (EOFError, click.exceptions.Abort):
+            line = "/end"
+        if line.strip() == "/end":
+            run.end()
+            break
+        if not line.strip():
+            continue
+        click.echo(f"{scenario.persona.name}: ", nl=False)
+        shown = ""
+        for text in run.respond(line):
+            if text.startswith(shown):
+                click.echo(text[len(shown):], nl=False)
+            else:
+                click.echo(f"\n[rephrased] {text}", nl=False)
+            shown = text
+        click.echo()
+    usage = run.usage()
+    click.echo(f"\nSession {run.session_id} ended ({run.state.end_reason}); {len(run.conversation.transcript.turns)} turns stored.")
+    click.echo(f"Tokens: {usage['transcript_tokens']} in the transcript, {usage['prompt_tokens']} prompt / "
+               f"{usage['completion_tokens']} completion ({usage['counting']})"
+               + (f", estimated cost {usage['estimated_cost']:.4f}" if usage["estimated_cost"] is not None else ""))
+    click.echo(f"Revealed: {', '.join(run.state.revealed_ids) or 'nothing'}. Grade it with: roleplay grade {run.session_id}")
+
+
+@main.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
     from roleplay.config import settings

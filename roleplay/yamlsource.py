@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from roleplay.errors import ScenarioError, ValidationErrors
 
 MAX_YAML_BYTES = 512 * 1024
 """Largest YAML file roleplay reads; real scenarios are a few kilobytes."""
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,63}$"
+"""The pattern of scenario, rubric, criterion, check and hidden-fact ids."""
 
 PathKey = tuple[str | int, ...]
 Problem = tuple[PathKey, str]
@@ -62,7 +66,8 @@ def read_text(path: str | Path) -> str:
     if size > MAX_YAML_BYTES:
         raise ScenarioError(
             name, None, "",
-            f"file is {size} bytes, larger than the {MAX_YAML_BYTES}-byte limit; split it or remove pasted content",
+            f"file is {size} bytes, larger than the {MAX_YAML_BYTES}-byte limit; "
+            "remove pasted or generated content (a scenario or rubric is a few kilobytes)",
         )
     raw = p.read_bytes()
     try:
@@ -85,23 +90,81 @@ def parse_yaml(text: str, path: str = "<text>") -> YamlDocument:
         if not isinstance(node, yaml.MappingNode):
             raise ScenarioError(
                 path, node.start_mark.line + 1, "",
-                "the top level must be a mapping of `key: value` lines, not a list or a single value",
+                "the top level is a list or a single value; write the file as `key: value` lines (id:, title:, ...)",
             )
         lines: dict[PathKey, int] = {(): node.start_mark.line + 1}
         _walk(node, (), lines, path)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = (exc.problem or exc.context or "YAML syntax error").strip()
-        raise ScenarioError(
-            path, line, "", f"YAML syntax error: {problem}; check indentation, colons and quotes"
-        ) from None
+        line, problem = _syntax_problem(exc, text)
+        raise ScenarioError(path, line, "", f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(path, None, "", f"YAML error: {exc}") from None
     finally:
         loader.dispose()
     return YamlDocument(path=path, data=data, lines=lines)
+
+
+_FLOW_BRACKETS = {"flow sequence": ("[", "]"), "flow mapping": ("{", "}")}
+
+
+_QUOTED_VALUE = re.compile(r"""^\s*(?:-\s+)*(?:[^\s#'"\[{][^#]*?:\s+)?(["'])(.*)$""")
+
+
+def _unclosed_quote_line(text: str, before: int) -> int | None:
+    """First line up to `before` whose value opens a quote it does not close (a likely cause of a later error)."""
+    for number, content in enumerate(text.splitlines()[:before], start=1):
+        found = _QUOTED_VALUE.match(content)
+        if not found:
+            continue
+        quote, rest = found.groups()
+        closing = r'(?<!\\)(?:\\\\)*"' if quote == '"' else r"'(?!')"
+        if not re.search(closing, rest.replace("''", "") if quote == "'" else rest):
+            return number
+    return None
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str = "") -> tuple[int | None, str]:
+    """The line to point at and a plain explanation with a fix, for the common YAML mistakes."""
+    problem = (exc.problem or exc.context or "invalid YAML").strip()
+    context = (exc.context or "").strip()
+    at = exc.problem_mark or exc.context_mark
+    line = at.line + 1 if at is not None else None
+    started = exc.context_mark.line + 1 if exc.context_mark is not None else line
+    unclosed = _unclosed_quote_line(text, line or 0)
+    if unclosed is not None and unclosed != line:
+        return unclosed, (
+            f"the quote opened on this line is not closed on this line (the file stops parsing on line {line}); "
+            "add the closing quote"
+        )
+    for kind, (opening, closing) in _FLOW_BRACKETS.items():
+        if kind in context:
+            return started, (
+                f"the '{opening}' opened on this line is not closed ({problem}); "
+                f"add the missing '{closing}', and quote items that contain ':' or ','"
+            )
+    if "scanning a quoted scalar" in context:
+        return started, "the quote opened on this line is never closed; add the closing quote"
+    if "scanning a simple key" in context:
+        return started, (
+            "this line has no ':' after its key; write it as `key: value`, "
+            "or indent it further to continue the text above"
+        )
+    if "'\\t'" in problem:
+        return line, "a tab is used for indentation; indent with spaces only"
+    if problem == "mapping values are not allowed here":
+        return line, (
+            "unexpected ':' on this line; indent the key exactly like the keys above it, "
+            "and put quotes around a value that contains ': '"
+        )
+    if "expected <block end>" in problem:
+        return line, (
+            "this line is indented differently from the lines above it; line up keys of the same "
+            "mapping (and '- ' items of the same list) with the same number of spaces"
+        )
+    if "single document" in context:
+        return line, "the file holds more than one YAML document ('---'); keep one scenario or rubric per file"
+    return line, f"{problem}; check indentation, colons and quotes"
 
 
 def _walk(node: yaml.Node, loc: PathKey, lines: dict[PathKey, int], path: str) -> None:
@@ -134,7 +197,20 @@ def validate_document(doc: YamlDocument, model: type[M]) -> M:
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        errors = [_to_scenario_error(doc, model, err) for err in exc.errors()]
+        raw = exc.errors()
+        # A misspelt key is reported once, as the unknown key with its suggestion, not also as missing.
+        typos: set[PathKey] = set()
+        for err in raw:
+            if err["type"] == "extra_forbidden":
+                loc = _data_loc(doc.data, tuple(err["loc"]))
+                close = _nearest_field(model, loc)
+                if close:
+                    typos.add(loc[:-1] + (close,))
+        errors = [
+            _to_scenario_error(doc, model, err)
+            for err in raw
+            if not (err["type"] == "missing" and _data_loc(doc.data, tuple(err["loc"])) in typos)
+        ]
         errors.sort(key=lambda e: (e.line or 0, e.field))
         raise ValidationErrors(errors) from None
 
@@ -177,8 +253,10 @@ def _unwrap(tp: Any) -> Any:
 def model_at(model: type[BaseModel], loc: PathKey) -> type[BaseModel] | None:
     """The pydantic model class that holds the last key of `loc`, if one can be found."""
     current: Any = model
+    key_next = False  # the previous field is a mapping, so this part is one of its keys, not a field
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
@@ -186,7 +264,18 @@ def model_at(model: type[BaseModel], loc: PathKey) -> type[BaseModel] | None:
         if info is None:
             return None
         current = _unwrap(info.annotation)
+        key_next = _is_mapping(info.annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _is_mapping(tp: Any) -> bool:
+    """Whether a field annotation is a dict (through Annotated and Optional)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _is_mapping(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_mapping(arg) for arg in typing.get_args(tp) if arg is not type(None))
+    return origin is dict
 
 
 def _to_scenario_error(doc: YamlDocument, model: type[BaseModel], err: Any) -> ScenarioError:
@@ -199,11 +288,29 @@ def _to_scenario_error(doc: YamlDocument, model: type[BaseModel], err: Any) -> S
         key = str(loc[-1]) if loc else "?"
         owner = model_at(model, loc)
         valid = sorted(owner.model_fields) if owner else []
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"valid fields here: {', '.join(valid)}"
+        close = _nearest_field(model, loc)
+        hint = f"did you mean '{close}'?" if close else f"valid fields here: {', '.join(valid)}"
         return ScenarioError(doc.path, line, name, f"unknown field '{key}'; {hint}")
     if kind == "missing":
         return ScenarioError(doc.path, line, name, "required field is missing; add it")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        size = "small" if kind.startswith("greater") else "large"
+        return ScenarioError(doc.path, line, name, f"{given} is too {size}; {_range_hint(model, loc, err)}")
+    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == ID_PATTERN:
+        slug = re.sub(r"[^a-z0-9]+", "-", str(given).lower()).strip("-")
+        hint = f"did you mean '{slug}'? " if re.match(ID_PATTERN, slug) else ""
+        return ScenarioError(
+            doc.path, line, name,
+            f"'{given}' is not a valid id; {hint}use 2-64 lowercase letters, digits and hyphens, "
+            "starting with a letter or digit",
+        )
+    if kind == "string_too_short":
+        return ScenarioError(doc.path, line, name, "is empty; write some text here")
+    if kind == "too_short":
+        least = err.get("ctx", {}).get("min_length", 1)
+        return ScenarioError(
+            doc.path, line, name, f"expected at least {least} item{'s' if least != 1 else ''}, got none; add one"
+        )
     if kind in ("literal_error", "enum"):
         expected = err.get("ctx", {}).get("expected", "")
         options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
@@ -223,6 +330,39 @@ def _to_scenario_error(doc: YamlDocument, model: type[BaseModel], err: Any) -> S
     msg = str(err.get("msg", "invalid value"))
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return ScenarioError(doc.path, line, name, msg[:1].lower() + msg[1:])
+
+
+def _nearest_field(model: type[BaseModel], loc: PathKey) -> str | None:
+    """The valid field name closest to the unknown key at the end of `loc`, if one is close enough."""
+    if not loc:
+        return None
+    owner = model_at(model, loc)
+    if owner is None:
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), sorted(owner.model_fields), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _range_hint(model: type[BaseModel], loc: PathKey, err: Any) -> str:
+    """'use a whole number from 0 to 5', from the field's bounds (or pydantic's, if not found)."""
+    bounds: dict[str, Any] = dict(err.get("ctx", {}))
+    kind_of = "a number"
+    owner = model_at(model, loc) if loc else None
+    info = owner.model_fields.get(str(loc[-1])) if owner else None
+    if info is not None:
+        if info.annotation is int:
+            kind_of = "a whole number"
+        for meta in info.metadata:
+            for attr in ("gt", "ge", "lt", "le"):
+                if getattr(meta, attr, None) is not None:
+                    bounds[attr] = getattr(meta, attr)
+    if "ge" in bounds and "le" in bounds:
+        return f"use {kind_of} from {bounds['ge']} to {bounds['le']}"
+    parts = []
+    for attr, words in (("gt", "greater than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")):
+        if attr in bounds:
+            parts.append(f"{words} {bounds[attr]}")
+    return f"use {kind_of} {' and '.join(parts)}"
 
 
 def _describe(value: Any) -> str:

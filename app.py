@@ -1,0 +1,34 @@
+"""Start the roleplay web app: `python app.py` (host and port from ROLEPLAY_HOST / ROLEPLAY_PORT)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def main() -> int:
+    """Launch the app on the configured host and port; errors are one-line messages."""
+    from roleplay.config import settings
+    from roleplay.errors import RoleplayError
+
+    try:
+        from roleplay.library import catalog
+        from roleplay.store import default_store
+        from roleplay.ui import build_app
+
+        cfg = settings()
+        catalog()
+        default_store()
+        engine = "AI persona" if cfg.use_llm else "offline engine (no model configured)"
+        print(f"roleplay: {engine}; data in {cfg.data_dir}; open http://{cfg.host}:{cfg.port}")
+        build_app().launch(server_name=cfg.host, server_port=cfg.port, quiet=True)
+    except RoleplayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Gradio pages; they call library functions and hold no business logic."""
+
+from __future__ import annotations
+
+from roleplay.ui.app import build_app
+
+__all__ = ["build_app"]
