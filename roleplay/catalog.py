@@ -87,8 +87,8 @@ def load_catalog(paths: list[Path], rubric_dirs: list[Path] | None = None) -> Ca
             if kind is None:
                 cat.errors.append(ScenarioError(
                     str(path), 1, "",
-                    "cannot tell whether this is a scenario or a rubric; add `persona:` (scenario) or `criteria:` (rubric), "
-                    "or keep other YAML files out of these folders",
+                    "cannot tell whether this is a scenario or a rubric; "
+                    "add `persona:` (scenario) or `criteria:` (rubric), or keep other YAML files out of these folders",
                 ))
             elif kind == "rubric":
                 rubric = validate_document(doc, Rubric)

@@ -155,6 +155,40 @@ def practice(scenario_id: str, level: str, offline: bool, username: str | None, 
 
 
 @main.command()
+@click.argument("target")
+@click.option("--offline", is_flag=True, help="Use the offline judge even if an endpoint is configured.")
+@click.option("--scenario", "scenario_id", default=None, help="Scenario of a transcript file (sets the rubric).")
+@click.option("--rubric", "rubric_id", default=None, help="Rubric for a transcript file without a scenario.")
+@click.option("--json", "as_json", is_flag=True, help="Print the grade as JSON.")
+def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | None, as_json: bool) -> None:
+    """Grade a stored session (by id) or a transcript file (.json or 'Learner:/Persona:' text)."""
+    from roleplay.grader import format_grade, grade_session, make_judge
+    from roleplay.library import catalog
+    from roleplay.store import default_store
+    from roleplay.transcript import load_transcript
+
+    cat = catalog()
+    judge = make_judge(offline=offline)
+    if Path(target).exists():
+        transcript = load_transcript(target)
+        sid = scenario_id or transcript.scenario_id
+        scenario = cat.scenario(sid) if sid else None
+        if scenario is None and not rubric_id:
+            raise RoleplayError("say which rubric grades this transcript: --scenario ID or --rubric ID")
+        rubric = cat.rubric(rubric_id) if rubric_id else cat.rubric_for(scenario)  # type: ignore[arg-type]
+        result = judge.grade(transcript, rubric, scenario)
+        stored = ""
+    else:
+        result, grade_id = grade_session(default_store(), target, judge, cat)
+        rubric = cat.rubric(result.rubric_id)
+        stored = f"\nStored as grade {grade_id}; awaiting facilitator review."
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        click.echo(format_grade(result, rubric) + stored)
+
+
+@main.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
     from roleplay.config import settings

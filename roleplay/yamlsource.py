@@ -152,11 +152,14 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str = "") -> tuple[int | No
         )
     if "'\\t'" in problem:
         return line, "a tab is used for indentation; indent with spaces only"
-    if problem == "mapping values are not allowed here":
-        return line, (
-            "unexpected ':' on this line; indent the key exactly like the keys above it, "
-            "and put quotes around a value that contains ': '"
-        )
+    if problem == "mapping values are not allowed here" and at is not None:
+        before = text.splitlines()[at.line][: at.column] if at.line < len(text.splitlines()) else ""
+        if re.search(r"\S:\s", before):
+            return line, (
+                "the value after the key contains ': '; put the whole value in quotes, "
+                "or write `key: >` and the text on the next line, indented"
+            )
+        return line, "unexpected ':' on this line; indent this key exactly like the keys above it"
     if "expected <block end>" in problem:
         return line, (
             "this line is indented differently from the lines above it; line up keys of the same "

@@ -84,7 +84,7 @@ FAULTS = (Status, Delay, Malformed, Truncated)
 
 
 class RecordedRequest(dict):
-    """The JSON body of one request (a dict), with `.method`, `.path` and `.headers` attached."""
+    """The JSON body of one request (a dict), with `.method`, `.path` and `.headers` (lower-case names) attached."""
 
     method: str
     path: str
@@ -199,7 +199,7 @@ class StubOpenAI:
         record = RecordedRequest(body)
         record.method = method
         record.path = path
-        record.headers = headers
+        record.headers = {name.lower(): value for name, value in headers.items()}
         with self._lock:
             self.requests.append(record)
         return record

@@ -1,0 +1,832 @@
+"""The one boundary to language models: an OpenAI-compatible chat and embeddings client.
+
+Everything in roleplay that talks to a model goes through `ChatModel` (and `OpenAIChatModel`, its only networked
+implementation). This module alone imports `openai`; it adds bounded retries with backoff, streaming that never
+returns a silently truncated reply, structured output parsed into pydantic models, and errors that say what to
+check.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import random
+import re
+import struct
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from roleplay.errors import ConfigError, RoleplayError
+
+if TYPE_CHECKING:
+    from roleplay.config import Settings
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "DEFAULT_GENERATION",
+    "STRUCTURED_MODES",
+    "ChatModel",
+    "ChatReply",
+    "ChatStream",
+    "Embedder",
+    "GenerationSettings",
+    "Message",
+    "OpenAIChatModel",
+    "ProviderError",
+    "StructuredMode",
+    "StructuredReply",
+    "parse_json_model",
+]
+
+log = logging.getLogger(__name__)
+
+Message = Mapping[str, str]
+"""One chat message: `{"role": "system" | "user" | "assistant", "content": "..."}`."""
+
+StructuredMode = Literal["json_schema", "json_object", "prompt"]
+STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+NO_KEY = "not-needed"
+EMBED_BATCH = 128
+_MISSING_ENDPOINT = (
+    "no model endpoint is configured: set ROLEPLAY_API_KEY (and ROLEPLAY_BASE_URL for a non-OpenAI endpoint) "
+    "or run offline with ROLEPLAY_ENGINE=offline"
+)
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+class ProviderError(RoleplayError):
+    """A model call failed for good (after any retries); the message says what to check.
+
+    Attributes:
+        attempts: How many requests were made before giving up.
+        status: The last HTTP status from the endpoint, or None (timeout, connection or content problem).
+        last_reply: The last reply text when the reply itself was unusable (structured output), else None.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 1, status: int | None = None,
+                 last_reply: str | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status = status
+        self.last_reply = last_reply
+
+
+class GenerationSettings(BaseModel):
+    """Sampling parameters for one model call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature; 0 for the most deterministic reply.")
+    max_tokens: int | None = Field(None, gt=0, description="Upper bound on reply tokens; None leaves it to the server.")
+    seed: int | None = Field(None, description="Seed for servers that support reproducible sampling; None for none.")
+    stop: list[str] | None = Field(None, description="Sequences at which the model stops generating; None for none.")
+
+
+DEFAULT_GENERATION = GenerationSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReply:
+    """One complete chat reply.
+
+    Attributes:
+        text: The assistant message content ("" when the server returned none).
+        prompt_tokens: Prompt tokens reported by the server's `usage`, or None when it reported none.
+        completion_tokens: Completion tokens reported by the server's `usage`, or None.
+        model: The model name the server says answered (the requested name when it says nothing).
+        raw: The response body exactly as received (JSON text).
+    """
+
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    model: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredReply(Generic[M]):
+    """A reply parsed into a pydantic model.
+
+    Attributes:
+        parsed: The validated model instance.
+        text: The reply text it was parsed from.
+        prompt_tokens: Prompt tokens summed over every request made (a re-ask costs a second prompt), or None.
+        completion_tokens: Completion tokens summed likewise, or None.
+        attempts: 1, or 2 when the first reply was invalid and the model was asked again.
+    """
+
+    parsed: M
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    attempts: int = 1
+
+
+class ChatStream(Iterator[str]):
+    """The text deltas of one streamed reply, in arrival order.
+
+    Iterate it to receive deltas; once it is exhausted, `text`, `prompt_tokens`, `completion_tokens` and `model`
+    describe the whole reply (token counts stay None unless the server reports usage). Closing it early releases
+    the connection.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.parts: list[str] = []
+        self._iterator: Iterator[str] = iter(())
+
+    def __iter__(self) -> Iterator[str]:
+        return self._iterator
+
+    def __next__(self) -> str:
+        return next(self._iterator)
+
+    @property
+    def text(self) -> str:
+        """Everything delivered so far, joined."""
+        return "".join(self.parts)
+
+    def close(self) -> None:
+        """Stop the stream and release its connection."""
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """What the persona and the grader need from a model.
+
+    Attributes:
+        name: Which kind of model this is ("llm" for a networked endpoint, "offline" for scripted stand-ins).
+    """
+
+    name: str
+
+    def chat(self, messages: Sequence[Message], gen: GenerationSettings | None = None) -> ChatReply:
+        """Return the complete reply to `messages`."""
+        ...
+
+    def stream(self, messages: Sequence[Message], gen: GenerationSettings | None = None) -> Iterator[str]:
+        """Yield the reply to `messages` as text deltas while it is generated."""
+        ...
+
+    def structured(self, messages: Sequence[Message], schema: type[M],
+                   gen: GenerationSettings | None = None) -> StructuredReply[M]:
+        """Return the reply to `messages` parsed and validated as `schema`."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Something that turns texts into vectors."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Return one vector per text, in order."""
+        ...
+
+
+class _Malformed(Exception):
+    """The endpoint answered 200 with something that is not a usable OpenAI response."""
+
+
+class _Truncated(Exception):
+    """A stream ended without a finish reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    retryable: bool
+    status: int | None
+    retry_after: float | None
+    hint: str
+
+
+class OpenAIChatModel(ChatModel):
+    """A `ChatModel` and `Embedder` on any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, ...).
+
+    Every request is retried on timeouts, connection errors, 408, 429 and 5xx with exponential backoff and jitter
+    (a Retry-After header, when sent, sets the wait, capped), at most `max_retries` times; 400, 401, 403, 404 and
+    other client errors fail at once. Failures raise `ProviderError`.
+    """
+
+    name = "llm"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 20.0,
+        retry_after_max: float = 30.0,
+        api_version: str | None = None,
+        structured_mode: str = "json_schema",
+        embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+        stream_usage: bool = True,
+    ) -> None:
+        """Create a client; no request is made until a method is called.
+
+        Args:
+            model: Chat model name (the deployment name on Azure).
+            base_url: API root such as `http://127.0.0.1:8000/v1`; None for api.openai.com.
+            api_key: API key; may be None with a `base_url` (local servers), then a placeholder is sent.
+            timeout: Seconds before a request (or a pause inside a stream) counts as timed out.
+            max_retries: Retries after the first attempt (0 for none).
+            backoff_base: Wait before the first retry in seconds; doubles per retry, with jitter.
+            backoff_max: Upper bound on one backoff wait in seconds.
+            retry_after_max: Upper bound in seconds on a wait requested by a Retry-After header.
+            api_version: Azure OpenAI API version; when set, `base_url` is the Azure endpoint.
+            structured_mode: How `structured` asks for JSON: "json_schema" (response_format with the schema),
+                "json_object" (JSON mode plus the schema in the prompt) or "prompt" (the schema in the prompt only).
+            embedding_model: Model name for `embed`.
+            stream_usage: Ask streams for a final usage chunk (`stream_options.include_usage`); switched off
+                automatically if the endpoint rejects the option.
+
+        Raises:
+            ConfigError: Neither a key nor a base URL is given, or an option is invalid.
+        """
+        if structured_mode not in STRUCTURED_MODES:
+            raise ConfigError(
+                f"ROLEPLAY_STRUCTURED_MODE={structured_mode!r} is not valid; use json_schema, json_object or prompt"
+            )
+        if not base_url and not api_key:
+            raise ConfigError(_MISSING_ENDPOINT)
+        if timeout <= 0:
+            raise ConfigError(f"ROLEPLAY_TIMEOUT={timeout!r} must be a positive number of seconds")
+        if max_retries < 0:
+            raise ConfigError(f"ROLEPLAY_MAX_RETRIES={max_retries!r} must be 0 or more")
+        self.model = model
+        self.base_url = base_url
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.retry_after_max = float(retry_after_max)
+        self.api_version = api_version
+        self.structured_mode: StructuredMode = structured_mode  # type: ignore[assignment]
+        self.embedding_model = embedding_model
+        self.stream_usage = stream_usage
+        key = api_key or NO_KEY
+        if api_version:
+            if not base_url:
+                raise ConfigError(
+                    "ROLEPLAY_API_VERSION is set (Azure OpenAI), so ROLEPLAY_BASE_URL must be the Azure endpoint, "
+                    "e.g. https://NAME.openai.azure.com"
+                )
+            where = {"base_url": base_url} if "/openai/" in base_url else {"azure_endpoint": base_url}
+            self._client: openai.OpenAI = openai.AzureOpenAI(
+                api_version=api_version, api_key=key, timeout=self.timeout, max_retries=0, **where
+            )
+        else:
+            self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> OpenAIChatModel:
+        """Build a client from roleplay settings and the LLM-only environment variables.
+
+        Reads ROLEPLAY_API_VERSION (Azure), ROLEPLAY_STRUCTURED_MODE and ROLEPLAY_EMBEDDING_MODEL besides the
+        endpoint fields of `settings`.
+
+        Args:
+            settings: The settings to use; the process-wide settings when None.
+
+        Returns:
+            A configured client.
+
+        Raises:
+            ConfigError: The endpoint is not configured or an option is invalid.
+        """
+        if settings is None:
+            from roleplay.config import settings as current
+
+            settings = current()
+        mode = (os.environ.get("ROLEPLAY_STRUCTURED_MODE") or "json_schema").strip().lower()
+        return cls(
+            model=settings.model,
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+            api_version=os.environ.get("ROLEPLAY_API_VERSION") or None,
+            structured_mode=mode,
+            embedding_model=os.environ.get("ROLEPLAY_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
+        )
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self._client.close()
+
+    def __enter__(self) -> OpenAIChatModel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    def chat(self, messages: Sequence[Message], gen: GenerationSettings | None = None) -> ChatReply:
+        """Return the complete reply to `messages`.
+
+        Args:
+            messages: The conversation, oldest first.
+            gen: Sampling parameters; defaults when None.
+
+        Returns:
+            The reply text with usage, model name and raw response.
+
+        Raises:
+            ProviderError: The endpoint failed (after retries where they make sense).
+        """
+        return self._chat(messages, gen or DEFAULT_GENERATION, {})
+
+    def stream(self, messages: Sequence[Message], gen: GenerationSettings | None = None) -> ChatStream:
+        """Stream the reply to `messages` as text deltas.
+
+        Failures before the first delta are retried like `chat`; once text has been delivered a failure raises
+        `ProviderError` ("stream interrupted ...") instead of ending the iteration, so a truncated reply is never
+        mistaken for a complete one. The request is sent on the first `next()`.
+
+        Args:
+            messages: The conversation, oldest first.
+            gen: Sampling parameters; defaults when None.
+
+        Returns:
+            An iterator of deltas that also records the joined text and usage.
+
+        Raises:
+            ProviderError: While iterating, when the endpoint fails or the stream breaks.
+        """
+        out = ChatStream(self.model)
+        out._iterator = self._deltas(list(messages), gen or DEFAULT_GENERATION, out)
+        return out
+
+    def structured(self, messages: Sequence[Message], schema: type[M],
+                   gen: GenerationSettings | None = None) -> StructuredReply[M]:
+        """Ask for a reply matching a pydantic model and return it parsed.
+
+        How JSON is requested depends on `structured_mode`. A reply that is not valid JSON or fails validation is
+        shown back to the model with the problem, once; a second failure raises.
+
+        Args:
+            messages: The conversation, oldest first.
+            schema: The pydantic model the reply must validate as.
+            gen: Sampling parameters; defaults when None.
+
+        Returns:
+            The parsed model, the reply text and token usage.
+
+        Raises:
+            ProviderError: The endpoint failed, or both replies were unusable (`last_reply` holds the second).
+        """
+        gen = gen or DEFAULT_GENERATION
+        schema_json = schema.model_json_schema()
+        extra: dict[str, Any] = {}
+        convo: list[Message] = list(messages)
+        if self.structured_mode == "json_schema":
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": _schema_name(schema), "schema": schema_json, "strict": False},
+            }
+        else:
+            if self.structured_mode == "json_object":
+                extra["response_format"] = {"type": "json_object"}
+            convo = _with_system_note(convo, _schema_instruction(schema_json))
+        prompt_tokens: int | None = None
+        completion_tokens: int | None = None
+        problem = ""
+        text = ""
+        for attempt in (1, 2):
+            reply = self._chat(convo, gen, extra)
+            prompt_tokens = _add(prompt_tokens, reply.prompt_tokens)
+            completion_tokens = _add(completion_tokens, reply.completion_tokens)
+            text = reply.text
+            try:
+                parsed = parse_json_model(text, schema)
+            except ValueError as exc:  # json.JSONDecodeError and pydantic.ValidationError are ValueErrors
+                problem = _describe_invalid(exc)
+                log.info("reply is not a valid %s (%s); %s", schema.__name__, problem,
+                         "asking again" if attempt == 1 else "giving up")
+            else:
+                return StructuredReply(parsed, text, prompt_tokens, completion_tokens, attempt)
+            convo = [
+                *convo,
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": (
+                    f"That reply cannot be used: {problem}. Reply again with only a JSON object (no prose, no code "
+                    f"fences) that matches this JSON Schema:\n{json.dumps(schema_json)}"
+                )},
+            ]
+        hint = ("; set ROLEPLAY_STRUCTURED_MODE=json_object or prompt if the endpoint ignores json_schema"
+                if self.structured_mode == "json_schema" else "; try a stronger ROLEPLAY_MODEL")
+        raise ProviderError(
+            f"model {self.model!r} did not return a valid {schema.__name__} twice: {problem}{hint}",
+            attempts=2, status=None, last_reply=text,
+        )
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Return one embedding vector per text, in order (batched; retried like `chat`).
+
+        Args:
+            texts: The texts to embed.
+
+        Returns:
+            The vectors, `len(texts)` of them.
+
+        Raises:
+            ProviderError: The endpoint failed or answered with the wrong number of vectors.
+        """
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = list(texts[start:start + EMBED_BATCH])
+            vectors.extend(self._with_retries(f"embedding request to model {self.embedding_model!r}",
+                                              lambda batch=batch: self._embed_batch(batch)))
+        return vectors
+
+    def list_models(self) -> list[str]:
+        """Return the model names the endpoint offers (a cheap reachability and key check).
+
+        Raises:
+            ProviderError: The endpoint failed.
+        """
+        def call() -> list[str]:
+            data = _json_body(self._client.models.with_raw_response.list().text)
+            items = data.get("data")
+            if not isinstance(items, list):
+                raise _Malformed("the model list has no 'data' array")
+            return [str(item.get("id")) for item in items if isinstance(item, dict)]
+
+        return self._with_retries("model list request", call)
+
+    # -- requests ----------------------------------------------------------------------------------------------
+
+    def _params(self, gen: GenerationSettings) -> dict[str, Any]:
+        params: dict[str, Any] = {"temperature": gen.temperature}
+        if gen.max_tokens is not None:
+            params["max_tokens"] = gen.max_tokens
+        if gen.seed is not None:
+            params["seed"] = gen.seed
+        if gen.stop:
+            params["stop"] = list(gen.stop)
+        return params
+
+    def _chat(self, messages: Sequence[Message], gen: GenerationSettings, extra: dict[str, Any]) -> ChatReply:
+        body = [dict(m) for m in messages]
+        params = {**self._params(gen), **extra}
+
+        def call() -> ChatReply:
+            raw = self._client.chat.completions.with_raw_response.create(
+                model=self.model, messages=body, **params  # type: ignore[arg-type]
+            ).text
+            return _chat_reply(raw, self.model)
+
+        note = ""
+        if "response_format" in extra and extra["response_format"].get("type") == "json_schema":
+            note = "; if the endpoint does not support json_schema, set ROLEPLAY_STRUCTURED_MODE=json_object or prompt"
+        return self._with_retries(f"chat request to model {self.model!r}", call, note=note)
+
+    def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+        raw = self._client.embeddings.with_raw_response.create(
+            model=self.embedding_model, input=batch, encoding_format="float"
+        ).text
+        data = _json_body(raw).get("data")
+        if not isinstance(data, list) or len(data) != len(batch):
+            got = len(data) if isinstance(data, list) else "no"
+            raise _Malformed(f"asked for {len(batch)} embeddings, got {got}")
+        try:
+            items = sorted(data, key=lambda item: item.get("index", 0))
+            return [_vector(item["embedding"]) for item in items]
+        except (AttributeError, KeyError, TypeError, ValueError, struct.error) as exc:
+            raise _Malformed(f"unreadable embedding ({exc})") from None
+
+    def _open_stream(self, messages: list[dict[str, str]], gen: GenerationSettings) -> Any:
+        params = self._params(gen)
+        if self.stream_usage:
+            try:
+                return self._client.chat.completions.create(
+                    model=self.model, messages=messages, stream=True,  # type: ignore[arg-type]
+                    stream_options={"include_usage": True}, **params,
+                )
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if "stream_options" not in f"{exc.message} {exc.body}":
+                    raise
+                log.info("endpoint rejects stream_options; streaming without usage from now on")
+                self.stream_usage = False
+        return self._client.chat.completions.create(
+            model=self.model, messages=messages, stream=True, **params  # type: ignore[arg-type]
+        )
+
+    def _deltas(self, messages: list[Message], gen: GenerationSettings, out: ChatStream) -> Iterator[str]:
+        body = [dict(m) for m in messages]
+        what = f"streamed chat request to model {self.model!r}"
+        parts = out.parts
+        model_seen = False
+        attempt = 0
+        while True:
+            attempt += 1
+            delivered = 0
+            try:
+                chunks = self._open_stream(body, gen)
+                finished = False
+                try:
+                    for chunk in chunks:
+                        choices = chunk.choices
+                        if choices:
+                            choice = choices[0]
+                            delta = choice.delta
+                            if delta is not None:
+                                content = delta.content
+                                if content:
+                                    delivered += len(content)
+                                    parts.append(content)
+                                    yield content
+                            if choice.finish_reason is not None:
+                                finished = True
+                        else:
+                            usage = chunk.usage
+                            if usage is not None:
+                                out.prompt_tokens = usage.prompt_tokens
+                                out.completion_tokens = usage.completion_tokens
+                        if not model_seen and chunk.model:
+                            out.model = chunk.model
+                            model_seen = True
+                finally:
+                    chunks.close()
+                if not finished:
+                    raise _Truncated("the stream ended without a finish reason")
+                return
+            except Exception as exc:
+                failure = self._classify(exc)
+                if failure is None:
+                    raise
+                if delivered:
+                    raise ProviderError(
+                        f"stream interrupted after {delivered} characters of the reply from model {self.model!r} "
+                        f"({_interruption(exc, self.timeout)}); the reply is incomplete, so check the endpoint's "
+                        f"logs and load, or raise ROLEPLAY_TIMEOUT if it stalls",
+                        attempts=attempt, status=failure.status,
+                    ) from exc
+                if not failure.retryable or attempt > self.max_retries:
+                    raise self._give_up(what, attempt, failure) from exc
+                self._wait(what, attempt, failure)
+
+    # -- retries -----------------------------------------------------------------------------------------------
+
+    def _with_retries(self, what: str, call: Callable[[], T], *, note: str = "") -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except Exception as exc:
+                failure = self._classify(exc)
+                if failure is None:
+                    raise
+                if not failure.retryable or attempt > self.max_retries:
+                    raise self._give_up(what, attempt, failure, note) from exc
+                self._wait(what, attempt, failure)
+
+    def _give_up(self, what: str, attempts: int, failure: _Failure, note: str = "") -> ProviderError:
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        if failure.status == 400 and note:
+            hint = failure.hint + note
+        else:
+            hint = failure.hint
+        return ProviderError(f"{what} failed after {tries}: {hint}", attempts=attempts, status=failure.status)
+
+    def _wait(self, what: str, attempt: int, failure: _Failure) -> None:
+        if failure.retry_after is not None:
+            delay = min(max(failure.retry_after, 0.0), self.retry_after_max)
+        else:
+            delay = min(self.backoff_base * 2 ** (attempt - 1), self.backoff_max)
+            delay *= random.uniform(0.5, 1.0)
+        log.info("%s failed (%s); retry %d of %d in %.2fs", what, failure.hint, attempt, self.max_retries, delay)
+        if delay > 0:
+            time.sleep(delay)
+
+    def _classify(self, exc: BaseException) -> _Failure | None:
+        """Say whether and how `exc` is retried; None for exceptions that are not the endpoint's doing."""
+        where = self.base_url or "api.openai.com"
+        if isinstance(exc, openai.APITimeoutError):
+            return _Failure(True, None, None,
+                            f"no answer within {self.timeout:g}s; raise ROLEPLAY_TIMEOUT or check whether the "
+                            f"endpoint at {where} is overloaded")
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f" ({cause})" if cause else ""
+            return _Failure(True, None, None,
+                            f"connection to {where} failed{detail}; check ROLEPLAY_BASE_URL and that the server "
+                            f"is running and reachable")
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_failure(exc)
+        if isinstance(exc, _Malformed):
+            return _Failure(True, 200, None,
+                            f"the response is not an OpenAI-compatible reply ({exc}); check that ROLEPLAY_BASE_URL "
+                            f"is the API root of an OpenAI-compatible server (usually ending in /v1)")
+        if isinstance(exc, _Truncated):
+            return _Failure(True, None, None, f"{exc}; check the endpoint's logs or raise ROLEPLAY_TIMEOUT")
+        if isinstance(exc, openai.OpenAIError):
+            return _Failure(False, None, None, f"{type(exc).__name__}: {exc}")
+        return None
+
+    def _status_failure(self, exc: openai.APIStatusError) -> _Failure:
+        status = exc.status_code
+        said = _server_message(exc)
+        said_part = f" (server said: {said})" if said else ""
+        if status == 401:
+            hint = f"the endpoint rejected the API key (401){said_part}; check ROLEPLAY_API_KEY"
+        elif status == 403:
+            hint = (f"the API key may not use model {self.model!r} (403){said_part}; check ROLEPLAY_API_KEY and the "
+                    f"key's permissions")
+        elif status == 404:
+            hint = (f"not found (404){said_part}; check the model name ROLEPLAY_MODEL={self.model!r} and that "
+                    f"ROLEPLAY_BASE_URL is the API root (usually ending in /v1)")
+        elif status == 429:
+            hint = (f"rate limited (429){said_part}; check the account's rate limits and quota, or raise "
+                    f"ROLEPLAY_MAX_RETRIES")
+        elif status == 408:
+            hint = f"the endpoint timed out (408){said_part}; check the endpoint's load or raise ROLEPLAY_TIMEOUT"
+        elif status >= 500:
+            hint = f"the endpoint failed with HTTP {status}{said_part}; check the server's status and logs"
+        else:
+            hint = f"the endpoint rejected the request with HTTP {status}{said_part}"
+        retryable = status in (408, 429) or status >= 500
+        retry_after = _retry_after(exc.response.headers) if retryable else None
+        return _Failure(retryable, status, retry_after, hint)
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+
+
+def parse_json_model(text: str, schema: type[M]) -> M:
+    """Parse a model reply as `schema`, tolerating code fences and prose around one JSON object.
+
+    Args:
+        text: The reply text.
+        schema: The pydantic model to validate against.
+
+    Returns:
+        The validated instance.
+
+    Raises:
+        ValueError: The text holds no parseable JSON (json.JSONDecodeError) or it fails validation
+            (pydantic.ValidationError).
+    """
+    candidate = text.strip()
+    fenced = re.fullmatch(r"```[a-zA-Z]*\s*(.*?)\s*```", candidate, re.DOTALL)
+    if fenced:
+        candidate = fenced.group(1)
+    try:
+        data = json.loads(candidate)
+    except json.JSONDecodeError:
+        start, end = candidate.find("{"), candidate.rfind("}")
+        if not 0 <= start < end:
+            raise
+        data = json.loads(candidate[start:end + 1])
+    return schema.model_validate(data)
+
+
+def _describe_invalid(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:10]]
+        return "it does not match the schema (" + "; ".join(problems) + ")"
+    return f"it is not valid JSON ({exc})"
+
+
+def _schema_name(schema: type[BaseModel]) -> str:
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", schema.__name__)[:64] or "reply"
+
+
+def _schema_instruction(schema_json: dict[str, Any]) -> str:
+    return ("Reply with only a JSON object (no prose, no code fences) that matches this JSON Schema:\n"
+            + json.dumps(schema_json))
+
+
+def _with_system_note(messages: list[Message], note: str) -> list[Message]:
+    """Add `note` to the leading system message (or add one), keeping roles alternating for strict templates."""
+    if messages and messages[0].get("role") == "system":
+        first = dict(messages[0])
+        first["content"] = f"{first.get('content', '')}\n\n{note}"
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]
+
+
+def _add(total: int | None, value: int | None) -> int | None:
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+def _json_body(raw: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        snippet = raw[:80].replace("\n", " ")
+        raise _Malformed(f"body is not JSON: {snippet!r}") from None
+    if not isinstance(data, dict):
+        raise _Malformed("body is not a JSON object")
+    return data
+
+
+def _chat_reply(raw: str, requested_model: str) -> ChatReply:
+    data = _json_body(raw)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _Malformed("no choices in the response")
+    message = choices[0].get("message") or {}
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):  # some servers return content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if content is None and isinstance(message, dict):
+        content = message.get("refusal")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    return ChatReply(
+        text=str(content or ""),
+        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        model=str(data.get("model") or requested_model),
+        raw=raw,
+    )
+
+
+def _interruption(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return f"no data for {timeout:g}s"
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        return f"connection lost: {cause}" if cause else "connection lost"
+    if isinstance(exc, _Truncated):
+        return "it ended without a finish reason"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _vector(value: object) -> list[float]:
+    if isinstance(value, str):  # base64 little-endian float32, for servers that ignore encoding_format
+        packed = base64.b64decode(value)
+        return list(struct.unpack(f"<{len(packed) // 4}f", packed))
+    if not isinstance(value, list):
+        raise TypeError("embedding is neither a list nor base64")
+    return [float(x) for x in value]
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    message: object = None
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else error
+    if not message:
+        message = body if isinstance(body, str) else None
+    text = str(message or "").strip().replace("\n", " ")
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds requested by `retry-after-ms` or `Retry-After` (seconds or an HTTP date), else None."""
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
