@@ -48,3 +48,34 @@ class StoreError(RoleplayError):
 
 class NotFoundError(RoleplayError):
     """A scenario, rubric, session or person that was asked for does not exist."""
+
+
+class ProviderError(RoleplayError):
+    """A model call failed for good (after any retries); the message says what to check.
+
+    Attributes:
+        attempts: How many requests were made before giving up.
+        status: The last HTTP status from the endpoint, or None (timeout, connection or content problem).
+        last_reply: The last reply text when the reply itself was unusable (structured output), else None.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 1, status: int | None = None,
+                 last_reply: str | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status = status
+        self.last_reply = last_reply
+
+
+class GradingError(RoleplayError):
+    """A transcript could not be graded.
+
+    Attributes:
+        attempts: Model calls made.
+        last_reply: The last raw reply, if any.
+    """
+
+    def __init__(self, message: str, attempts: int = 0, last_reply: str | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.last_reply = last_reply

@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from roleplay.errors import RoleplayError
+from roleplay.errors import GradingError
 from roleplay.moves import classify_sentences
 from roleplay.rubric import Criterion, Rubric
 from roleplay.scenario import Scenario
@@ -17,20 +17,6 @@ from roleplay.transcript import Transcript
 
 Answer = Literal["yes", "partial", "no"]
 ANSWER_VALUE = {"yes": 1.0, "partial": 0.5, "no": 0.0}
-
-
-class GradingError(RoleplayError):
-    """A transcript could not be graded.
-
-    Attributes:
-        attempts: Model calls made.
-        last_reply: The last raw reply, if any.
-    """
-
-    def __init__(self, message: str, attempts: int = 0, last_reply: str | None = None) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-        self.last_reply = last_reply
 
 
 class CheckResult(BaseModel):
@@ -313,12 +299,12 @@ class LLMJudge:
         messages = self.prompt(transcript, rubric, scenario, nonce)
         gen = GenerationSettings(temperature=0.0)
         reply = self.model.structured(messages, JudgeReply, gen)
-        calls, raws = 1, [reply.raw]
+        calls, raws = 1, [reply.text]
         judged = {c.criterion_id: c for c in reply.parsed.criteria}
         fabricated = self._fabricated(judged, transcript, rubric)
         if fabricated:
             ask = messages + [
-                {"role": "assistant", "content": reply.raw},
+                {"role": "assistant", "content": reply.text},
                 {"role": "user", "content": (
                     "Some evidence quotes do not occur in the learner's turns: "
                     + "; ".join(f"`{cid}`: {', '.join(repr(q) for q in qs)}" for cid, qs in fabricated.items())
@@ -326,7 +312,7 @@ class LLMJudge:
             ]
             second = self.model.structured(ask, JudgeReply, gen)
             calls += 1
-            raws.append(second.raw)
+            raws.append(second.text)
             for c in second.parsed.criteria:
                 if c.criterion_id in fabricated:
                     judged[c.criterion_id] = c

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runt
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from roleplay.errors import ConfigError, RoleplayError
+from roleplay.errors import ConfigError, ProviderError
 
 if TYPE_CHECKING:
     from roleplay.config import Settings
@@ -64,23 +64,6 @@ _MISSING_ENDPOINT = (
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-
-
-class ProviderError(RoleplayError):
-    """A model call failed for good (after any retries); the message says what to check.
-
-    Attributes:
-        attempts: How many requests were made before giving up.
-        status: The last HTTP status from the endpoint, or None (timeout, connection or content problem).
-        last_reply: The last reply text when the reply itself was unusable (structured output), else None.
-    """
-
-    def __init__(self, message: str, *, attempts: int = 1, status: int | None = None,
-                 last_reply: str | None = None) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-        self.status = status
-        self.last_reply = last_reply
 
 
 class GenerationSettings(BaseModel):
@@ -563,11 +546,10 @@ class OpenAIChatModel(ChatModel):
                                     yield content
                             if choice.finish_reason is not None:
                                 finished = True
-                        else:
-                            usage = chunk.usage
-                            if usage is not None:
-                                out.prompt_tokens = usage.prompt_tokens
-                                out.completion_tokens = usage.completion_tokens
+                        usage = chunk.usage
+                        if usage is not None:
+                            out.prompt_tokens = usage.prompt_tokens
+                            out.completion_tokens = usage.completion_tokens
                         if not model_seen and chunk.model:
                             out.model = chunk.model
                             model_seen = True

@@ -1,0 +1,273 @@
+"""Grader evaluations: a hand-scored gold set, AnnoMI expert ratings, and grading consistency."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from roleplay.calibration import agreement, auroc, balanced_accuracy, cohen_kappa, confusion_matrix
+from roleplay.catalog import Catalog
+from roleplay.errors import RoleplayError
+from roleplay.grader import Judge
+from roleplay.moves import classify
+from roleplay.transcript import Transcript, Turn
+from roleplay.yamlsource import load_document, validate_document
+
+Progress = Callable[[int, int, str], None]
+DEFAULT_ANNOMI = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "annomi" / "AnnoMI-simple.csv"
+
+
+class EvalError(RoleplayError):
+    """An evaluation dataset cannot be used."""
+
+
+class GoldTranscript(BaseModel):
+    """A practice transcript written and scored by hand, per criterion of its scenario's rubric."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="Unique id of the gold transcript.")
+    scenario: str = Field(description="Scenario id; its rubric is the one scored.")
+    quality: Literal["poor", "fair", "good", "excellent"] = Field(description="Overall impression of the writer.")
+    notes: str = Field(default="", description="Why it was scored this way.")
+    turns: list[dict[Literal["learner", "persona"], str]] = Field(
+        min_length=2, description="Turns in order, each `learner: text` or `persona: text`.")
+    scores: dict[str, int] = Field(description="Hand-scored level 1-4 per criterion id.")
+
+    @field_validator("scores")
+    @classmethod
+    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
+        for cid, lv in value.items():
+            if lv not in (1, 2, 3, 4):
+                raise ValueError(f"score of '{cid}' is {lv}; use a level from 1 to 4")
+        return value
+
+    def transcript(self) -> Transcript:
+        """As a Transcript."""
+        turns = [Turn(speaker=k, text=v) for t in self.turns for k, v in t.items()]  # type: ignore[arg-type]
+        return Transcript(scenario_id=self.scenario, turns=turns)
+
+
+def load_gold(directory: Path, catalog: Catalog) -> list[GoldTranscript]:
+    """Every gold transcript under `directory`, checked against the catalog's scenarios and rubrics."""
+    items: list[GoldTranscript] = []
+    for path in sorted(directory.glob("*.yaml")):
+        doc = load_document(path)
+        gold = validate_document(doc, GoldTranscript)
+        scenario = catalog.scenario(gold.scenario)
+        expected = set(catalog.rubric_for(scenario).criterion_ids)
+        if set(gold.scores) != expected:
+            raise EvalError(f"{path}: scores must cover exactly the criteria of rubric '{scenario.rubric}': "
+                            f"{', '.join(sorted(expected))}")
+        items.append(gold)
+    if not items:
+        raise EvalError(f"no gold transcripts (*.yaml) in {directory}")
+    return items
+
+
+def run_gold(judge: Judge, gold: list[GoldTranscript], catalog: Catalog, progress: Progress | None = None) -> dict[str, Any]:
+    """Grade every gold transcript; agreement with the hand scores per criterion and overall."""
+    pairs: dict[str, tuple[list[int], list[int]]] = {}
+    rows = []
+    for i, g in enumerate(gold, 1):
+        scenario = catalog.scenario(g.scenario)
+        grade = judge.grade(g.transcript(), catalog.rubric_for(scenario), scenario)
+        for cg in grade.criteria:
+            human, ai = pairs.setdefault(cg.criterion_id, ([], []))
+            human.append(g.scores[cg.criterion_id])
+            ai.append(cg.level)
+        rows.append({"id": g.id, "scenario": g.scenario, "quality": g.quality, "overall": grade.overall,
+                     "passed": grade.passed,
+                     "levels": {c.criterion_id: [g.scores[c.criterion_id], c.level] for c in grade.criteria}})
+        if progress:
+            progress(i, len(gold), g.id)
+    all_h = [x for h, _ in pairs.values() for x in h]
+    all_a = [x for _, a in pairs.values() for x in a]
+    return {
+        "n_transcripts": len(gold),
+        "scenarios": sorted({g.scenario for g in gold}),
+        "per_criterion": {cid: agreement(h, a).model_dump() for cid, (h, a) in sorted(pairs.items())},
+        "all_criteria": agreement(all_h, all_a).model_dump(),
+        "transcripts": rows,
+    }
+
+
+ANNOMI_BEHAVIOUR = ("reflection", "question", "therapist_input", "other")
+
+
+def annomi_label(moves: tuple[str, ...]) -> str:
+    """Map our moves onto AnnoMI's practitioner codes (reflection > question > input > other)."""
+    if {"reflection", "summary"} & set(moves):
+        return "reflection"
+    if {"open_question", "closed_question"} & set(moves):
+        return "question"
+    if {"advice", "candid_feedback", "next_step", "affirmation", "empathy", "blame", "dismissive"} & set(moves):
+        return "therapist_input"
+    return "other"
+
+
+class AnnoMITranscript(BaseModel):
+    """One AnnoMI conversation: the practitioner is graded as the learner."""
+
+    id: str
+    quality: Literal["high", "low"]
+    topic: str
+    transcript: Transcript
+    behaviours: list[str]
+
+
+def load_annomi(path: Path) -> list[AnnoMITranscript]:
+    """Read AnnoMI-simple.csv (utterances may contain line breaks: parsed with a CSV reader)."""
+    if not path.is_file():
+        raise EvalError(f"{path}: AnnoMI CSV not found; pass --annomi PATH (see shared/datasets/annomi/README.md)")
+    by_id: dict[str, dict[str, Any]] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        need = {"transcript_id", "mi_quality", "utterance_id", "interlocutor", "utterance_text", "main_therapist_behaviour"}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise EvalError(f"{path}: not an AnnoMI CSV; expected columns {', '.join(sorted(need))}")
+        for row in reader:
+            item = by_id.setdefault(row["transcript_id"], {"quality": row["mi_quality"], "topic": row.get("topic", ""),
+                                                           "rows": []})
+            item["rows"].append(row)
+    out = []
+    for tid, item in by_id.items():
+        rows = sorted(item["rows"], key=lambda r: int(r["utterance_id"]))
+        turns = [Turn(speaker="learner" if r["interlocutor"] == "therapist" else "persona", text=r["utterance_text"])
+                 for r in rows]
+        behaviours = [r["main_therapist_behaviour"] for r in rows if r["interlocutor"] == "therapist"]
+        out.append(AnnoMITranscript(id=tid, quality=item["quality"], topic=item["topic"],
+                                    transcript=Transcript(turns=turns), behaviours=behaviours))
+    return sorted(out, key=lambda t: int(t.id) if t.id.isdigit() else 0)
+
+
+def run_annomi(judge: Judge, items: list[AnnoMITranscript], catalog: Catalog, rubric_id: str = "coaching-conversation",
+               progress: Progress | None = None) -> dict[str, Any]:
+    """Grade every AnnoMI transcript with a rubric; AUROC for expert high vs low; move agreement with the codes."""
+    rubric = catalog.rubric(rubric_id)
+    scores, high, passed = [], [], []
+    gold_codes: list[str] = []
+    our_codes: list[str] = []
+    for i, item in enumerate(items, 1):
+        grade = judge.grade(item.transcript, rubric)
+        scores.append(grade.overall)
+        high.append(item.quality == "high")
+        passed.append(grade.overall >= rubric.pass_threshold)
+        for turn, code in zip(item.transcript.learner_turns, item.behaviours):
+            gold_codes.append(code)
+            our_codes.append(annomi_label(classify(turn.text)))
+        if progress:
+            progress(i, len(items), item.id)
+    labels = list(ANNOMI_BEHAVIOUR)
+    per_class = {}
+    for lab in labels:
+        tp = sum(g == lab and o == lab for g, o in zip(gold_codes, our_codes))
+        pred = sum(o == lab for o in our_codes)
+        act = sum(g == lab for g in gold_codes)
+        per_class[lab] = {"precision": round(tp / pred, 4) if pred else None,
+                          "recall": round(tp / act, 4) if act else None, "support": act}
+    index = {lab: i for i, lab in enumerate(labels)}
+    return {
+        "n_transcripts": len(items),
+        "n_high": sum(high),
+        "n_low": len(high) - sum(high),
+        "rubric": rubric_id,
+        "auroc_overall_high_vs_low": auroc(scores, high),
+        "balanced_accuracy_at_pass_threshold": balanced_accuracy(passed, high),
+        "pass_threshold": rubric.pass_threshold,
+        "mean_overall_high": round(statistics.mean(s for s, h in zip(scores, high) if h), 3) if any(high) else None,
+        "mean_overall_low": round(statistics.mean(s for s, h in zip(scores, high) if not h), 3) if not all(high) else None,
+        "behaviour_agreement": {
+            "n_utterances": len(gold_codes),
+            "accuracy": round(sum(g == o for g, o in zip(gold_codes, our_codes)) / len(gold_codes), 4) if gold_codes else None,
+            "cohen_kappa": cohen_kappa(gold_codes, our_codes),
+            "per_class": per_class,
+            "labels": labels,
+            "confusion_rows_expert_cols_ours": confusion_matrix(
+                [index[g] + 1 for g in gold_codes if g in index], [index[o] + 1 for g, o in zip(gold_codes, our_codes) if g in index],
+                levels=tuple(range(1, len(labels) + 1))),
+        },
+    }
+
+
+def run_consistency(judge: Judge, transcript: Transcript, catalog: Catalog, scenario_id: str, repeats: int = 5) -> dict[str, Any]:
+    """Grade one transcript `repeats` times; report whether every grade was identical and the spread."""
+    scenario = catalog.scenario(scenario_id)
+    rubric = catalog.rubric_for(scenario)
+    grades = [judge.grade(transcript, rubric, scenario) for _ in range(repeats)]
+    levels = [[c.level for c in g.criteria] for g in grades]
+    overall = [g.overall for g in grades]
+    return {
+        "repeats": repeats,
+        "identical": all(g.model_dump(exclude={"prompt", "raw_reply"}) == grades[0].model_dump(exclude={"prompt", "raw_reply"})
+                         for g in grades[1:]) if judge.name == "offline" else len({tuple(lv) for lv in levels}) == 1,
+        "overall": overall,
+        "overall_stdev": round(statistics.pstdev(overall), 4),
+        "levels_per_run": levels,
+    }
+
+
+def write_report(name: str, data: dict[str, Any], out_dir: Path, markdown: str) -> tuple[Path, Path]:
+    """Write `<name>.json` and `<name>.md` under `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **data}
+    jpath, mpath = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    jpath.write_text(json.dumps(stamp, indent=2) + "\n")
+    mpath.write_text(markdown)
+    return jpath, mpath
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def gold_markdown(res: dict[str, Any], judge: str) -> str:
+    """The gold-set report as markdown."""
+    lines = [f"# Gold set: {judge} judge vs hand scores", "",
+             f"{res['n_transcripts']} transcripts over {len(res['scenarios'])} scenarios.", "",
+             "| criterion | n | QWK | exact | adjacent | mean diff (AI - human) |", "|---|---|---|---|---|---|"]
+    for cid, a in res["per_criterion"].items():
+        lines.append(f"| {cid} | {a['n']} | {_f(a['qwk'])} | {_f(a['exact'])} | {_f(a['adjacent'])} | {_f(a['mean_difference'])} |")
+    a = res["all_criteria"]
+    lines += [f"| **all** | {a['n']} | {_f(a['qwk'])} | {_f(a['exact'])} | {_f(a['adjacent'])} | {_f(a['mean_difference'])} |",
+              "", "Confusion matrix, all criteria (rows: human level 1-4, columns: AI level 1-4):", "",
+              "| human \\ AI | 1 | 2 | 3 | 4 |", "|---|---|---|---|---|"]
+    for i, row in enumerate(a["confusion"], 1):
+        lines.append(f"| {i} | " + " | ".join(str(x) for x in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def annomi_markdown(res: dict[str, Any], judge: str) -> str:
+    """The AnnoMI report as markdown."""
+    b = res["behaviour_agreement"]
+    lines = [f"# AnnoMI: {judge} judge, rubric `{res['rubric']}`", "",
+             f"{res['n_transcripts']} transcripts ({res['n_high']} high-quality, {res['n_low']} low-quality MI).", "",
+             "| figure | value |", "|---|---|",
+             f"| AUROC of the overall score, high vs low | {_f(res['auroc_overall_high_vs_low'])} |",
+             f"| balanced accuracy, pass threshold {res['pass_threshold']} as 'high' | {_f(res['balanced_accuracy_at_pass_threshold'])} |",
+             f"| mean overall, high / low | {_f(res['mean_overall_high'])} / {_f(res['mean_overall_low'])} |",
+             f"| move classifier vs expert codes: accuracy ({b['n_utterances']} practitioner utterances) | {_f(b['accuracy'])} |",
+             f"| move classifier vs expert codes: Cohen's kappa | {_f(b['cohen_kappa'])} |", "",
+             "| expert code | precision | recall | support |", "|---|---|---|---|"]
+    for lab, v in b["per_class"].items():
+        lines.append(f"| {lab} | {_f(v['precision'])} | {_f(v['recall'])} | {v['support']} |")
+    return "\n".join(lines) + "\n"
+
+
+def consistency_markdown(res: dict[str, Any], judge: str) -> str:
+    """The consistency report as markdown."""
+    return (f"# Consistency: {judge} judge\n\nThe same transcript graded {res['repeats']} times: "
+            f"{'identical every time' if res['identical'] else 'NOT identical'}; overall scores {res['overall']} "
+            f"(stdev {res['overall_stdev']}).\n")
+
+
+def annomi_path(given: str | None) -> Path:
+    """The AnnoMI CSV: the given path, ROLEPLAY_ANNOMI_CSV, or shared/datasets next to the checkout."""
+    return Path(given or os.environ.get("ROLEPLAY_ANNOMI_CSV") or DEFAULT_ANNOMI)
