@@ -79,3 +79,7 @@ class GradingError(RoleplayError):
         super().__init__(message)
         self.attempts = attempts
         self.last_reply = last_reply
+
+
+class ExemplarError(RoleplayError):
+    """The exemplar store or its embedder cannot be used; the message says what to check."""

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from roleplay.errors import ConfigError, RoleplayError
+from roleplay.errors import ConfigError, ExemplarError, RoleplayError
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -68,10 +68,6 @@ _OVERFETCH = 4
 """Extra candidates fetched so the edited bonus can lift an exemplar just outside the plain top k."""
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class ExemplarError(RoleplayError):
-    """The exemplar store or its embedder cannot be used; the message says what to check."""
 
 
 class Exemplar(BaseModel):

@@ -55,6 +55,7 @@ class Grade(BaseModel):
     prompt: str | None = Field(default=None, description="Exact prompt sent (LLM judge), for audit.")
     raw_reply: str | None = Field(default=None, description="Raw model reply (LLM judge), for audit.")
     calls: int = Field(default=0, description="Model calls made for this grade.")
+    flagged: list[str] = Field(default_factory=list, description="Learner sentences that addressed the grader (ignored).")
 
     def criterion(self, criterion_id: str) -> CriterionGrade:
         """The grade of one criterion."""
@@ -113,6 +114,28 @@ def finish_grade(rubric: Rubric, judge: str, criteria: list[CriterionGrade], **e
                  scaled=round((overall - 1) / 3, 4), passed=passed, failed_must_pass=failed, summary=summary, **extra)
 
 
+_INJECTION = re.compile(
+    r"(?:\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:instructions?|rubric|rules|criteria|prompt|grading|scoring)\b|"
+    r"\b(?:give|award|assign|score|grade|rate|mark|output|return|set)\b.{0,50}(?:\b[1-4]\s*/\s*4\b|\b4 out of 4\b|full marks|"
+    r"maximum (?:score|marks|level)|top (?:score|marks|level)|perfect score|\blevel (?:4|four)\b|\bpass(?:ed)?\b)|"
+    r"\b[1-4]\s*/\s*4\b|\b4 out of 4\b|\blevel 4 (?:for|on|in) (?:every|all|each)|"
+    r"(?:^|\s)(?:system|assistant|developer)\s*:|<\|im_(?:start|end)\|>|\[/?INST\]|</?\s*(?:transcript|system|instructions?)\s*>|"
+    r"<<<|>>>|end transcript|"
+    r"\b(?:note|message|instruction)s? (?:to|for) (?:the )?(?:grader|assessor|judge|evaluator|ai|model|llm|marker)\b|"
+    r"\b(?:grader|assessor|evaluator|judge|marker)s?\b.{0,40}\b(?:must|should|will|shall|has to|is to)\b|"
+    r"\b(?:you are now|new instructions|jailbreak|developer mode|pretend (?:you are|to be) (?:the|a|an) (?:grader|assessor|judge))\b|"
+    r"\brubric\b|\"(?:level|criteria|criterion_id|checks|answer)\"\s*:)",
+    re.I,
+)
+
+
+def injection_sentences(transcript: Transcript) -> list[str]:
+    """Learner sentences that address the grader rather than the persona (never evidence, shown to facilitators)."""
+    from roleplay.moves import split_sentences
+
+    return [s for t in transcript.learner_turns for s in split_sentences(t.text) if _INJECTION.search(s)]
+
+
 def require_learner_turns(transcript: Transcript) -> None:
     """Refuse to grade a transcript in which the learner said nothing."""
     if not any(t.text.strip() for t in transcript.learner_turns):
@@ -148,8 +171,10 @@ class OfflineJudge:
     def grade(self, transcript: Transcript, rubric: Rubric, scenario: Scenario | None = None) -> Grade:
         """Grade the learner's side of `transcript` against `rubric`."""
         require_learner_turns(transcript)
-        turns = [classify_sentences(t.text) for t in transcript.learner_turns]
-        return finish_grade(rubric, self.name, [self._criterion(c, turns, scenario, transcript) for c in rubric.criteria])
+        flagged = set(injection_sentences(transcript))
+        turns = [[s for s in classify_sentences(t.text) if s.text not in flagged] for t in transcript.learner_turns]
+        return finish_grade(rubric, self.name, [self._criterion(c, turns, scenario, transcript) for c in rubric.criteria],
+                            flagged=sorted(flagged))
 
     def _criterion(self, criterion: Criterion, turns: list[list[Any]], scenario: Scenario | None,
                    transcript: Transcript) -> CriterionGrade:
@@ -216,9 +241,11 @@ def _norm(text: str) -> str:
 
 
 def quote_is_verbatim(quote: str, transcript: Transcript) -> bool:
-    """True when `quote` (ignoring case, whitespace and curly quotes) occurs in one learner turn."""
+    """True when `quote` (ignoring case, whitespace and curly quotes) occurs in one learner turn and is not an injection."""
     q = _norm(quote).rstrip(".!?…")
-    return len(q) >= 3 and any(q in _norm(t.text) for t in transcript.learner_turns)
+    if len(q) < 3 or _INJECTION.search(quote):
+        return False
+    return any(q in _norm(t.text) for t in transcript.learner_turns)
 
 
 def fence_transcript(transcript: Transcript, nonce: str) -> str:
@@ -227,6 +254,7 @@ def fence_transcript(transcript: Transcript, nonce: str) -> str:
     n = 0
     for turn in transcript.turns:
         text = re.sub(r"<{2,}|>{2,}", "", turn.text).replace(nonce, "")
+        text = re.sub(r"(?i)(end )?transcript", lambda m: m.group(0).replace("ranscript", "ranscr1pt"), text)
         if turn.speaker == "learner":
             n += 1
             lines.append(f"L{n} (learner): {text}")
@@ -322,7 +350,7 @@ class LLMJudge:
                     for c in rubric.criteria]
         prompt_text = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
         return finish_grade(rubric, f"llm:{self.model_name}", criteria, prompt=prompt_text,
-                            raw_reply="\n---\n".join(raws), calls=calls)
+                            raw_reply="\n---\n".join(raws), calls=calls, flagged=injection_sentences(transcript))
 
     def _fabricated(self, judged: dict[str, JudgedCriterion], transcript: Transcript, rubric: Rubric) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -352,9 +380,10 @@ class LLMJudge:
         level = max(level, implied - 1)
         supported = verified
         rationale = judged.rationale.strip()
-        if fabricated:
-            rationale += (" (Quoted evidence did not match the learner's words even after a re-ask: unsupported, "
-                          "a facilitator must confirm this level.)")
+        if not supported:
+            rationale += (f" (The judge proposed level {level}, but its quoted evidence did not match the learner's "
+                          "words even after a re-ask: unsupported, held at level 1 until a facilitator confirms.)")
+            level = 1
         return CriterionGrade(criterion_id=criterion.id, level=level,
                               checks=[CheckResult(id=k, answer=v) for k, v in answers.items()],  # type: ignore[arg-type]
                               evidence=evidence, rationale=rationale, supported=supported,
