@@ -373,7 +373,6 @@ class LLMJudge:
         answers = {ch.id: "no" for ch in criterion.checks}
         answers.update({jc.id: jc.answer for jc in judged.checks if jc.id in answers})
         evidence = [q for q in judged.evidence if quote_is_verbatim(q, transcript)]
-        fabricated = len(evidence) < len(judged.evidence)
         implied = level_from_checks(criterion, answers)
         # the model's level may differ from its own checks by at most one step
         level = max(1, min(4, judged.level, implied + 1))

@@ -46,7 +46,7 @@ MOVE_DESCRIPTIONS: dict[str, str] = {
 import re  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-_LEAD = r"^(?:(?:so|and|okay|ok|well|right|now|alright|but|hmm|mm|yeah|yes|i see|i wonder|sam|then)[,.!]?\s+)*"
+_LEAD = r"^(?:[a-z]+,\s+)?(?:(?:so|and|okay|ok|well|right|now|alright|but|hmm|mm|yeah|yes|i see|then)[,.!]?\s+)*"
 
 _OPEN_Q = re.compile(
     _LEAD + r"(?:what|how|why|where|when|which|who|tell me|talk me|walk me|describe|help me understand|"
@@ -66,7 +66,8 @@ _HOW_ARE_YOU = re.compile(
 _REFLECTION = re.compile(
     _LEAD + r"(?:it sounds like|sounds like|it sounds as (?:if|though)|it seems(?: like)?|seems like|"
     r"you(?:'re| are) (?:feeling|saying|worried|concerned|frustrated|telling me|not sure|finding|caught|torn|"
-    r"stuck|tired|overwhelmed|angry|upset|hoping|wondering|struggling)|you feel|you felt|you(?:'ve| have) been|"
+    r"stuck|tired|overwhelmed|angry|upset|hoping|wondering|struggling)|you feel|you felt|"
+    r"you(?:'ve| have) (?:been|had|got|felt|found|noticed|seen|heard|ended up|spent|taken)|"
     r"you want|you'?d like|you don'?t want|you(?:'re| are) not|you see|you think|you mean|"
     r"what i'?m hearing|i(?:'m| am) hearing|i hear (?:that|you)|if i(?:'ve| have) got (?:this|that|it) right|"
     r"on (?:the )?one hand|part of you|for you,? |you(?:'re| are) (?:\w+ )?(?:about|that)|it'?s (?:been )?(?:hard|difficult) for you|"
@@ -81,7 +82,7 @@ _SUMMARY = re.compile(
     re.I,
 )
 _EMPATHY = re.compile(
-    r"\b(?:(?:that|it|this) (?:sounds|must be|must have been|seems) (?:really |so |very |pretty |quite )?"
+    r"\b(?:(?:that|it|this) (?:sounds|must be|must have been|seems) (?:like )?(?:really |so |very |pretty |quite )?"
     r"(?:hard|difficult|tough|stressful|frustrating|exhausting|painful|upsetting|worrying|scary|a lot|lonely|"
     r"overwhelming|unsettling|awkward|rough|heavy|draining|unfair|annoying|disappointing)|"
     r"i can (?:see|imagine|understand|hear) (?:how|why|that|it)|i(?:'m| am) (?:so |really |very )?sorry|"
@@ -102,7 +103,7 @@ _AFFIRMATION = re.compile(
     re.I,
 )
 _ADVICE = re.compile(
-    r"\b(?:you (?:should|need to|must|have to|ought to|'d better|had better)|why don'?t you|why not (?:just )?\w+|"
+    r"\b(?:you (?:should(?! have)|need to|must(?! have)|have to|ought to(?! have)|'d better|had better)|why don'?t you|why not (?:just )?\w+|"
     r"have you (?:tried|thought about|considered)|(?:just|simply) (?:try|do|make|get|start|stop|send|ask|tell|use)|"
     r"i (?:suggest|recommend|advise)|my advice|what you (?:need|have|ought) to do|the (?:answer|solution|fix) is|"
     r"try (?:to|using|setting|blocking)|i(?:'ll| will) (?:sign you up|put you on|send you (?:a|some) (?:course|training|tips))|"
@@ -112,17 +113,17 @@ _ADVICE = re.compile(
 _BLAME = re.compile(
     r"\b(?:your (?:fault|problem|mess)|you always|you never|lazy|unprofessional|not good enough|careless|sloppy|"
     r"excuses?|performance (?:review|improvement plan|warning)|disciplinary|written warning|final warning|fired|sack(?:ed)?|"
-    r"consequences|i don'?t care (?:why|what|about)|ridiculous|unacceptable|what'?s wrong with you|sort (?:yourself|it) out|"
+    r"there will be consequences|face the consequences|i don'?t care (?:why|what|about)|ridiculous|unacceptable|what'?s wrong with you|sort (?:yourself|it) out|"
     r"get your act together|pull your (?:weight|socks up)|can'?t (?:keep|go on) (?:doing|like) this|incompetent|"
-    r"you (?:clearly )?(?:don'?t|do not) care|stop (?:whining|complaining|making)|grow up|childish|drama)",
+    r"you (?:clearly )?(?:don'?t|do not) care|stop (?:whining|complaining|making)|grow up|childish|drama)\b",
     re.I,
 )
 _DISMISSIVE = re.compile(
-    r"\b(?:don'?t worry(?: about it)?|(?:it'?s|that'?s) (?:fine|nothing|no big deal|not a big deal|not that bad|just)|"
+    r"\b(?:don'?t worry(?: about it)?|(?:it'?s|that'?s) (?:nothing|no big deal|not a big deal|not that bad)|"
     r"no big deal|calm down|cheer up|(?:it )?could be worse|everyone (?:has|goes through|feels)|"
-    r"(?:just )?get over it|let'?s (?:just )?move on|not (?:a|that) big (?:a )?deal|you'?ll be fine|"
+    r"(?:just )?get over it|not (?:a|that) big (?:a )?deal|you'?ll be fine|"
     r"(?:i'?m )?sure it'?s nothing|at least you|look on the bright side|don'?t take it (?:so )?personally|"
-    r"you'?re overthinking|overreacting|too sensitive)",
+    r"you'?re overthinking|overreacting|too sensitive)\b",
     re.I,
 )
 _FEEDBACK = re.compile(
@@ -133,7 +134,7 @@ _FEEDBACK = re.compile(
     r"isn'?t working|is not working|not (?:acceptable|okay|ok) (?:for|that)|i want to be (?:clear|honest|direct|straight)|"
     r"to be (?:clear|honest|direct|straight|candid)|i(?:'ll| will) be (?:honest|direct|straight)|"
     r"(?:this|that|it) (?:needs|has) to (?:change|stop|improve)|non-negotiable|the decision (?:is|was|has)|"
-    r"(?:has|have) been decided|what i(?:'ve| have) seen|the facts are|here'?s what i(?:'ve| have) (?:seen|noticed))",
+    r"(?:has|have) been decided|what i(?:'ve| have) seen|the facts are|here'?s what i(?:'ve| have) (?:seen|noticed))\b",
     re.I,
 )
 _NEXT_STEP = re.compile(
@@ -225,13 +226,22 @@ _PRIORITY = ("summary", "reflection", "empathy", "open_question", "next_step", "
              "affirmation", "closed_question", "greeting")
 
 
+_CHECK_BACK = re.compile(r"^(?:is that (?:fair|right|correct|it|ok(?:ay)?)|does that (?:sound right|make sense|fit)|"
+                         r"have i got (?:that|it|this) right|did i get (?:that|it) right|right|yes|no)\W*$", re.I)
+
+
 def main_move(text: str) -> str:
-    """The move a reply should answer: blame or dismissal if present, else the last sentence's strongest move."""
+    """The move a reply should answer: blame or dismissal if present, else the last sentence's strongest move.
+
+    A short check-back ("Is that fair?") after a summary or reflection is answered as that summary.
+    """
     sentences = classify_sentences(text)
     every = {m for s in sentences for m in s.moves}
     for move in _DOMINANT:
         if move in every:
             return move
+    if len(sentences) > 1 and _CHECK_BACK.match(sentences[-1].text.strip()):
+        sentences = sentences[:-1]
     for sentence in reversed(sentences):
         for move in _PRIORITY:
             if move in sentence.moves:
