@@ -188,6 +188,151 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
         click.echo(format_grade(result, rubric) + stored)
 
 
+@main.group(cls=_Group, name="eval")
+def eval_() -> None:
+    """Evaluate the graders."""
+
+
+@eval_.command("grader")
+@click.option("--dataset", type=click.Choice(["gold", "annomi", "consistency", "all"]), default="all", show_default=True)
+@click.option("--offline", is_flag=True, help="Evaluate the offline judge even if an endpoint is configured.")
+@click.option("--gold-dir", type=click.Path(path_type=Path), default=None, help="Gold transcripts (default: evals/gold).")
+@click.option("--annomi", "annomi_csv", default=None, help="AnnoMI-simple.csv (default: shared/datasets/annomi next to the checkout).")
+@click.option("--limit", type=int, default=None, help="Only the first N transcripts of each dataset.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report directory (default: evals/reports).")
+def eval_grader(dataset: str, offline: bool, gold_dir: Path | None, annomi_csv: str | None, limit: int | None,
+                out_dir: Path | None) -> None:
+    """Run a judge over the gold set, AnnoMI and a consistency check; write markdown + JSON reports."""
+    from roleplay import evals
+    from roleplay.config import PROJECT_ROOT
+    from roleplay.grader import make_judge
+    from roleplay.library import catalog
+
+    cat = catalog()
+    judge = make_judge(offline=offline)
+    label = "offline" if judge.name == "offline" else "llm"
+    out = out_dir or PROJECT_ROOT / "evals" / "reports"
+    gold_path = gold_dir or PROJECT_ROOT / "evals" / "gold"
+
+    def progress(i: int, n: int, item: str) -> None:
+        click.echo(f"\r  {i}/{n} {item[:40]:40}", nl=False, err=True)
+        if i == n:
+            click.echo("", err=True)
+
+    if dataset in ("gold", "all", "consistency"):
+        gold = evals.load_gold(gold_path, cat)[:limit]
+    if dataset in ("gold", "all"):
+        click.echo(f"gold set: {len(gold)} transcripts", err=True)
+        res = evals.run_gold(judge, gold, cat, progress)
+        paths = evals.write_report(f"gold-{label}", res, out, evals.gold_markdown(res, label))
+        a = res["all_criteria"]
+        click.echo(f"gold ({label}): QWK {a['qwk']}, exact {a['exact']}, adjacent {a['adjacent']} -> {paths[1]}")
+    if dataset in ("annomi", "all"):
+        items = evals.load_annomi(evals.annomi_path(annomi_csv))[:limit]
+        click.echo(f"AnnoMI: {len(items)} transcripts", err=True)
+        res = evals.run_annomi(judge, items, cat, progress=progress)
+        paths = evals.write_report(f"annomi-{label}", res, out, evals.annomi_markdown(res, label))
+        b = res["behaviour_agreement"]
+        click.echo(f"AnnoMI ({label}): AUROC {res['auroc_overall_high_vs_low']}, balanced accuracy "
+                   f"{res['balanced_accuracy_at_pass_threshold']}, move agreement kappa {b['cohen_kappa']} -> {paths[1]}")
+    if dataset in ("consistency", "all"):
+        sample = max(gold, key=lambda g: len(g.turns))
+        res = evals.run_consistency(judge, sample.transcript(), cat, sample.scenario)
+        res["transcript"] = sample.id
+        paths = evals.write_report(f"consistency-{label}", res, out, evals.consistency_markdown(res, label))
+        click.echo(f"consistency ({label}): identical {res['identical']}, stdev {res['overall_stdev']} -> {paths[1]}")
+
+
+@main.group(cls=_Group)
+def review() -> None:
+    """Facilitator review of graded sessions."""
+
+
+def _review_service():  # type: ignore[no-untyped-def]
+    from roleplay.library import catalog
+    from roleplay.review import ReviewService
+    from roleplay.store import default_store
+
+    return ReviewService(default_store(), catalog().rubric, on_approved=_add_exemplars)
+
+
+def _add_exemplars(view) -> None:  # type: ignore[no-untyped-def]
+    from roleplay.exemplars import ExemplarStore
+    from roleplay.review import exemplars_from
+
+    with ExemplarStore() as exemplars:
+        exemplars.add_many(exemplars_from(view))
+
+
+@review.command("list")
+@click.option("--status", type=click.Choice(["pending", "approved", "rejected", "all"]), default="pending", show_default=True)
+def review_list(status: str) -> None:
+    """List reviews."""
+    views = _review_service().queue(None if status == "all" else status)
+    if not views:
+        click.echo(f"no {status} reviews")
+    for v in views:
+        click.echo(f"{v.review_id:5}  {v.status:9} {v.learner:14} {v.scenario_id:22} {v.level:12} "
+                   f"{v.current.overall:.2f} {'pass' if v.current.passed else 'not yet'}")
+
+
+@review.command("show")
+@click.argument("review_id", type=int)
+def review_show(review_id: int) -> None:
+    """Show a review: transcript, grade, evidence and history."""
+    from roleplay.grader import format_grade, transcript_of_session
+    from roleplay.library import catalog
+    from roleplay.store import default_store
+
+    v = _review_service().get(review_id)
+    transcript, _ = transcript_of_session(default_store(), v.session_id)
+    click.echo(f"Review {v.review_id} ({v.status}, version {v.version}): {v.learner}, {v.scenario_id} ({v.level})\n")
+    click.echo(transcript.to_text() + "\n")
+    click.echo(format_grade(v.current, catalog().rubric(v.current.rubric_id)))
+    click.echo("\nHistory:")
+    for h in v.history:
+        changes = "; ".join(f"{c.criterion_id} -> level {c.level}" for c in h.changes if c.level)
+        click.echo(f"  {h.at:%Y-%m-%d %H:%M} {h.action} by {h.actor}: {h.comment or ''} {changes}".rstrip())
+
+
+@review.command("approve")
+@click.argument("review_id", type=int)
+@click.option("--as", "username", required=True, help="Your facilitator username.")
+@click.option("--comment", default=None)
+def review_approve(review_id: int, username: str, comment: str | None) -> None:
+    """Approve a grade (with any edits)."""
+    v = _review_service().approve(review_id, username, comment)
+    click.echo(f"review {v.review_id} approved: {v.current.summary}")
+
+
+@review.command("edit")
+@click.argument("review_id", type=int)
+@click.option("--as", "username", required=True, help="Your facilitator username.")
+@click.option("--criterion", required=True, help="Criterion id to change.")
+@click.option("--level", type=click.IntRange(1, 4), default=None)
+@click.option("--feedback", default=None, help="New feedback text for the criterion.")
+@click.option("--evidence", multiple=True, help="Evidence quote (repeat for several).")
+@click.option("--comment", required=True, help="Why you changed it.")
+def review_edit(review_id: int, username: str, criterion: str, level: int | None, feedback: str | None,
+                evidence: tuple[str, ...], comment: str) -> None:
+    """Edit one criterion of a grade (the AI grade is kept; the change is appended to history)."""
+    from roleplay.review import CriterionEdit
+
+    change = CriterionEdit(criterion_id=criterion, level=level, feedback=feedback, evidence=list(evidence) or None)
+    v = _review_service().edit(review_id, username, [change], comment)
+    click.echo(f"review {v.review_id} edited (version {v.version}): {v.current.summary}")
+
+
+@review.command("reject")
+@click.argument("review_id", type=int)
+@click.option("--as", "username", required=True, help="Your facilitator username.")
+@click.option("--reason", required=True, help="Why; the learner sees it.")
+def review_reject(review_id: int, username: str, reason: str) -> None:
+    """Reject a grade; the session will not count and the learner may practise again."""
+    v = _review_service().reject(review_id, username, reason)
+    click.echo(f"review {v.review_id} rejected")
+
+
 @main.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on start)."""

@@ -83,3 +83,11 @@ class GradingError(RoleplayError):
 
 class ExemplarError(RoleplayError):
     """The exemplar store or its embedder cannot be used; the message says what to check."""
+
+
+class ReviewError(RoleplayError):
+    """A review action is not allowed or lost a race; the message says why and what to do."""
+
+
+class PermissionDenied(RoleplayError):
+    """The person asking is not allowed to do this."""
