@@ -88,12 +88,27 @@ def people() -> None:
 @click.argument("username")
 @click.option("--role", type=click.Choice(["learner", "facilitator", "designer"]), required=True)
 @click.option("--name", "display_name", default=None, help="Display name (defaults to the username).")
-def people_add(username: str, role: str, display_name: str | None) -> None:
+@click.option("--password", is_flag=True, help="Ask for a sign-in password for the web app.")
+def people_add(username: str, role: str, display_name: str | None, password: bool) -> None:
     """Add a person with a role."""
     from roleplay.store import default_store
 
-    person = default_store().add_person(username, role, display_name)  # type: ignore[arg-type]
-    click.echo(f"added {person.username} ({person.role})")
+    store = default_store()
+    secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
+    person = store.add_person(username, role, display_name)  # type: ignore[arg-type]
+    if secret:
+        store.set_password(username, secret)
+    click.echo(f"added {person.username} ({person.role})" + (" with a password" if secret else ""))
+
+
+@people.command("password")
+@click.argument("username")
+def people_password(username: str) -> None:
+    """Set someone's sign-in password."""
+    from roleplay.store import default_store
+
+    default_store().set_password(username, click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    click.echo(f"password set for {username}")
 
 
 @people.command("list")
@@ -331,6 +346,60 @@ def review_reject(review_id: int, username: str, reason: str) -> None:
     """Reject a grade; the session will not count and the learner may practise again."""
     v = _review_service().reject(review_id, username, reason)
     click.echo(f"review {v.review_id} rejected")
+
+
+@main.group(cls=_Group)
+def calibrate() -> None:
+    """Rubric calibration: blind scoring and agreement."""
+
+
+@calibrate.command("report")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def calibrate_report(as_json: bool) -> None:
+    """Agreement of facilitators with the grader and each other, and the drift signal."""
+    from roleplay.calibration import CalibrationService
+    from roleplay.library import catalog
+    from roleplay.store import default_store
+
+    rep = CalibrationService(default_store(), catalog()).report()
+    if as_json:
+        click.echo(rep.model_dump_json(indent=2))
+        return
+    click.echo(f"{len(rep.raters)} facilitator(s), {rep.anchors_rated} anchor(s) rated\n")
+    click.echo(f"{'criterion':24} {'n':>4} {'QWK':>6} {'exact':>6} {'adj.':>6}   (facilitators vs grader)")
+    for cid, a in rep.facilitator_vs_grader.items():
+        click.echo(f"{cid:24} {a.n:4} {_num(a.qwk):>6} {_num(a.exact):>6} {_num(a.adjacent):>6}")
+    if rep.between_facilitators:
+        click.echo(f"\n{'criterion':24} {'n':>4} {'QWK':>6} {'exact':>6} {'adj.':>6}   (between facilitators)")
+        for cid, a in rep.between_facilitators.items():
+            click.echo(f"{cid:24} {a.n:4} {_num(a.qwk):>6} {_num(a.exact):>6} {_num(a.adjacent):>6}")
+    state = "DRIFTING" if rep.drifting else "ok"
+    click.echo(f"\nDrift: {state}; recent disagreement {_num(rep.recent_disagreement)} (threshold {rep.drift_threshold})")
+
+
+@calibrate.command("score")
+@click.argument("anchor_id")
+@click.option("--as", "username", required=True, help="Your facilitator username.")
+@click.option("--level", "levels", multiple=True, required=True, help="criterion=level, once per criterion.")
+def calibrate_score(anchor_id: str, username: str, levels: tuple[str, ...]) -> None:
+    """Record your blind levels for an anchor transcript; then see the grader's."""
+    from roleplay.calibration import CalibrationService
+    from roleplay.library import catalog
+    from roleplay.store import default_store
+
+    parsed: dict[str, int] = {}
+    for item in levels:
+        cid, _, lv = item.partition("=")
+        if not lv.isdigit():
+            raise RoleplayError(f"--level {item!r}: write criterion=level, e.g. empathy=3")
+        parsed[cid.strip()] = int(lv)
+    ai = CalibrationService(default_store(), catalog()).submit(username, anchor_id, parsed)
+    for cid, lv in parsed.items():
+        click.echo(f"{cid:24} you {lv}  grader {ai.get(cid, '?')}")
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 @main.command()

@@ -47,6 +47,20 @@ class Person(Base):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CalibrationRating(Base):
+    """A facilitator's blind level for one criterion of one anchor transcript."""
+
+    __tablename__ = "calibration_ratings"
+    __table_args__ = (UniqueConstraint("person_id", "anchor_id", "criterion_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    anchor_id: Mapped[str] = mapped_column(String(100), index=True)
+    criterion_id: Mapped[str] = mapped_column(String(64))
+    level: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -247,6 +261,33 @@ class Store:
         except NotFoundError:
             return self.add_person(username, role, display_name)
 
+    def set_password(self, username: str, password: str) -> None:
+        """Set a person's sign-in password (stored as a salted PBKDF2 hash)."""
+        if len(password) < 4:
+            raise RoleplayError("a password needs at least 4 characters")
+        with self.session() as db:
+            person = db.scalar(select(Person).where(Person.username == username))
+            if person is None:
+                raise NotFoundError(f"no person '{username}'; create them with `roleplay people add`")
+            person.password_hash = hash_password(password)
+
+    def authenticate(self, username: str, password: str) -> Person | None:
+        """The person if the password matches, else None (also for unknown users)."""
+        with self.session() as db:
+            person = db.scalar(select(Person).where(Person.username == username.strip()))
+        if person is None or not person.password_hash:
+            return None
+        return person if check_password(password, person.password_hash) else None
+
+    def seed_demo_people(self) -> list[str]:
+        """On an empty database, create learner / facilitator / designer accounts (password = username)."""
+        with self.session() as db:
+            if db.scalar(select(Person.id).limit(1)) is not None:
+                return []
+            for role in ROLES:
+                db.add(Person(username=role, display_name=f"Demo {role}", role=role, password_hash=hash_password(role)))
+        return list(ROLES)
+
     def people(self) -> list[Person]:
         """Everyone, by username."""
         with self.session() as db:
@@ -329,6 +370,29 @@ class Store:
         with self.session() as db:
             return list(db.scalars(select(GradeRow).where(GradeRow.session_id == session_id)
                                    .order_by(GradeRow.created_at)))
+
+
+def hash_password(password: str, iterations: int = 200_000) -> str:
+    """A salted PBKDF2-SHA256 hash in `pbkdf2_sha256$iterations$salt$hash` form."""
+    import hashlib
+    import secrets
+
+    salt = secrets.token_hex(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations).hex()
+    return f"pbkdf2_sha256${iterations}${salt}${digest}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    """Whether `password` matches a hash made by hash_password (constant-time comparison)."""
+    import hashlib
+    import hmac
+
+    try:
+        _, iterations, salt, digest = stored.split("$")
+        candidate = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), int(iterations)).hex()
+    except ValueError:
+        return False
+    return hmac.compare_digest(candidate, digest)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

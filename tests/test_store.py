@@ -94,3 +94,50 @@ def test_unreachable_database_is_a_clear_error() -> None:
 def test_bad_url_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="is not a database URL"):
         Store("not a url at all")
+
+
+def test_passwords_are_hashed_and_checked(store: Store) -> None:
+    store.add_person("dana", "facilitator")
+    assert store.authenticate("dana", "anything") is None  # no password set yet
+    store.set_password("dana", "s3cret-pass")
+    assert store.authenticate("dana", "s3cret-pass").username == "dana"  # type: ignore[union-attr]
+    assert store.authenticate("dana", "wrong") is None
+    assert store.authenticate("nobody", "s3cret-pass") is None
+    with store.session() as db:
+        from sqlalchemy import select
+
+        from roleplay.store import Person
+
+        stored = db.scalar(select(Person.password_hash).where(Person.username == "dana"))
+    assert "s3cret-pass" not in stored and stored.startswith("pbkdf2_sha256$")
+    with pytest.raises(RoleplayError, match="at least 4"):
+        store.set_password("dana", "abc")
+
+
+def test_demo_people_only_on_an_empty_database(store: Store) -> None:
+    assert store.seed_demo_people() == ["learner", "facilitator", "designer"]
+    assert store.authenticate("facilitator", "facilitator").role == "facilitator"  # type: ignore[union-attr]
+    assert store.seed_demo_people() == []
+
+
+def test_upgrading_an_old_database_keeps_its_data(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from roleplay.store import MIGRATIONS
+
+    old = Store(db_url, migrate=False)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with old.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO people (username, display_name, role, created_at) "
+                             "VALUES ('old', 'Old Timer', 'learner', CURRENT_TIMESTAMP)")
+    old.close()
+    new = Store(db_url)
+    assert new.person("old").display_name == "Old Timer"
+    new.set_password("old", "pass-word")
+    assert new.authenticate("old", "pass-word") is not None
+    new.close()
