@@ -401,7 +401,23 @@ def make_judge(offline: bool = False, exemplars: Any = None) -> Judge:
         return OfflineJudge()
     from roleplay.llm import OpenAIChatModel
 
+    if exemplars is None:
+        exemplars = _default_exemplars(cfg)
     return LLMJudge(OpenAIChatModel.from_settings(cfg), exemplars=exemplars, model_name=cfg.model)
+
+
+def _default_exemplars(cfg: Any) -> Any:
+    """The exemplar store when one exists (a chroma server is configured or approvals have been stored)."""
+    import os
+
+    if not (os.environ.get("ROLEPLAY_CHROMA_URL") or (cfg.data_dir / "exemplars").exists()):
+        return None
+    try:
+        from roleplay.exemplars import ExemplarStore
+
+        return ExemplarStore()
+    except RoleplayError:
+        return None  # grading still works without anchors
 
 
 def transcript_of_session(store: Any, session_id: str) -> tuple[Transcript, str]:

@@ -414,3 +414,75 @@ def default_store() -> Store:
     if _default_store is None:
         _default_store = Store(settings().database_url)
     return _default_store
+
+
+# --- certification programme: enrolments, reinforcement drills, learning buddies --------------------
+
+from datetime import date  # noqa: E402
+
+from sqlalchemy import Date  # noqa: E402
+
+
+class Enrolment(Base):
+    """A learner's place in the certification programme: pre-assessment result and starting level.
+
+    The sprints the learner chose are their `certifications` rows.
+    """
+
+    __tablename__ = "enrolments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), unique=True)
+    programme_id: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(20))
+    score: Mapped[int] = mapped_column(Integer)
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    assessed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sprints_chosen_at: Mapped[datetime | None]
+
+
+class ReinforcementDrill(Base):
+    """A practice drill scheduled after a certification, to keep the skill fresh."""
+
+    __tablename__ = "reinforcement_drills"
+    __table_args__ = (UniqueConstraint("certification_id", "after_days"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certification_id: Mapped[int] = mapped_column(ForeignKey("certifications.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    sprint: Mapped[str] = mapped_column(String(40))
+    scenario_id: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(20))
+    after_days: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+
+
+class BuddyLink(Base):
+    """The learning buddy a learner has named (at most one at a time)."""
+
+    __tablename__ = "learning_buddies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("people.id"), unique=True)
+    buddy_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    named_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SharedSessionRow(Base):
+    """A practice session a learner shared with their buddy."""
+
+    __tablename__ = "shared_sessions"
+    __table_args__ = (UniqueConstraint("session_id", "buddy_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("practice_sessions.id"), index=True)
+    buddy_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    shared_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReflectionRow(Base):
+    """A reflection note on a shared practice session, by the buddy (or the learner)."""
+
+    __tablename__ = "buddy_reflections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("practice_sessions.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

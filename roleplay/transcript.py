@@ -100,6 +100,6 @@ def load_transcript(path: str | Path) -> Transcript:
             raise TranscriptError(f"{p}: {where}: {first['msg']}") from None
     else:
         transcript = parse_text_transcript(text)
-    if not transcript.learner_turns:
-        raise TranscriptError(f"{p}: no learner turns found; start learner lines with 'Learner:'")
+    if not any(t.text.strip() for t in transcript.learner_turns):
+        raise TranscriptError(f"{p}: no learner turns with text found; start learner lines with 'Learner:'")
     return transcript

@@ -204,3 +204,19 @@ def test_scoring_rules_live_in_code(md: Any) -> None:
     assert finish_grade(rubric, "t", crits).passed
     crits[0] = crits[0].model_copy(update={"supported": False})
     assert not finish_grade(rubric, "t", crits).passed
+
+
+def test_llm_judge_anchors_on_similar_approved_exemplars(stub_llm: StubOpenAI, md: Any, tmp_path: Path) -> None:
+    from roleplay.exemplars import Exemplar, ExemplarStore
+
+    scn, rubric = md
+    with ExemplarStore(path=tmp_path / "ex") as store:
+        store.add(Exemplar(rubric_id=rubric.id, criterion_id="empathy", excerpt="That sounds exhausting, I'm sorry.",
+                           level=4, rationale="Names the feeling and stays with it.", source="edited"))
+        store.add(Exemplar(rubric_id="other-rubric", criterion_id="empathy", excerpt="Never shown.", level=1,
+                           rationale="Other rubric.", source="approved"))
+        stub_llm.queue(judge_reply(rubric, 2, "What's been getting in the way?"))
+        LLMJudge(llm(stub_llm), exemplars=store).grade(transcript(MEDIOCRE), rubric, scn)
+    system = stub_llm.chat_requests()[0]["messages"][0]["content"]
+    assert "Graded examples approved by facilitators" in system
+    assert "That sounds exhausting, I'm sorry." in system and "Never shown." not in system

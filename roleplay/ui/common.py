@@ -1,0 +1,142 @@
+"""What every page shares: who is asking (checked on the server), and library errors turned into messages."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from roleplay.errors import NotFoundError, RoleplayError  # noqa: E402
+from roleplay.store import Person, Store, default_store  # noqa: E402
+
+log = logging.getLogger("roleplay.ui")
+
+ROLE_NAMES = {"learner": "learners", "facilitator": "facilitators", "designer": "learning designers"}
+
+
+def store() -> Store:
+    """The configured store (one per process)."""
+    return default_store()
+
+
+def username_of(request: Any) -> str | None:
+    """The signed-in username of a Gradio request (None when nobody is signed in)."""
+    name = getattr(request, "username", None) if request is not None else None
+    return name or None
+
+
+def signed_in(request: Any) -> Person:
+    """The signed-in person, read on the server from the request; refuses anonymous or unknown users."""
+    name = username_of(request)
+    if not name:
+        raise gr.Error("Sign in first: this app needs an account (ask your facilitator for one).", title="Not signed in", print_exception=False)
+    try:
+        return store().person(name)
+    except NotFoundError:
+        raise gr.Error(f"'{name}' has no account here; ask an administrator to add you.", title="Unknown user", print_exception=False) from None
+
+
+def refusal(person: Person, page: str, roles: tuple[str, ...]) -> str:
+    """Why `person` may not use `page` (one sentence)."""
+    who = " or ".join(ROLE_NAMES.get(r, r) for r in roles)
+    return f"The {page} page is for {who}; you are signed in as '{person.username}', a {person.role}."
+
+
+def require(request: Any, page: str, *roles: str) -> Person:
+    """The signed-in person if their role may use `page`, else a `gr.Error` naming the refusal."""
+    person = signed_in(request)
+    if person.role not in roles:
+        raise gr.Error(refusal(person, page, roles), title="Not allowed", print_exception=False)
+    return person
+
+
+def gate(request: Any, page: str, *roles: str) -> tuple[str, Any]:
+    """The gate message and body visibility of a page for the signed-in person (no exception)."""
+    name = username_of(request)
+    if not name:
+        return "🔒 Sign in to use this page.", gr.update(visible=False)
+    try:
+        person = store().person(name)
+    except NotFoundError:
+        return f"🔒 '{name}' has no account here.", gr.update(visible=False)
+    if person.role not in roles:
+        return f"🔒 {refusal(person, page, roles)}", gr.update(visible=False)
+    return "", gr.update(visible=True)
+
+
+def _message(exc: BaseException) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, RoleplayError):
+        title = {"PermissionDenied": "Not allowed", "ReviewError": "Review not saved", "NotFoundError": "Not found",
+                 "ProviderError": "Model unavailable", "GradingError": "Grading failed"}.get(type(exc).__name__, "Error")
+        return gr.Error(str(exc), title=title, print_exception=False)
+    log.exception("unexpected error in a UI handler", exc_info=exc)
+    return gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). Nothing was lost; try again.",
+                    title="Unexpected error")
+
+
+def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a Gradio handler so library errors become messages (`gr.Error`), never tracebacks."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every error becomes a message
+                raise _message(exc) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes a message
+            raise _message(exc) from None
+    return wrapper
+
+
+def auth_callable() -> Callable[[str, str], bool]:
+    """The `launch(auth=...)` check: the store's password check."""
+    def check(username: str, password: str) -> bool:
+        try:
+            return store().authenticate(username, password) is not None
+        except RoleplayError:
+            return False
+    return check
+
+
+def review_service() -> Any:
+    """The review workflow on the configured store; approvals feed the grader's exemplar store."""
+    from roleplay.library import catalog
+    from roleplay.review import ReviewService
+
+    return ReviewService(store(), catalog().rubric, on_approved=_add_exemplars)
+
+
+def _add_exemplars(view: Any) -> None:
+    from roleplay.exemplars import ExemplarStore
+    from roleplay.review import exemplars_from
+
+    with ExemplarStore() as exemplars:
+        exemplars.add_many(exemplars_from(view))
+
+
+def review_of_session(service: Any, session_id: str) -> Any:
+    """The newest review of a practice session, or None when it has not been graded."""
+    found = None
+    for view in service.queue(None):
+        if view.session_id == session_id:
+            found = view
+    return found

@@ -1,0 +1,176 @@
+"""Pure presentation: transcripts with highlighted evidence, grade cards, history and heat maps as HTML."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+CSS = """
+.rp-transcript {display: flex; flex-direction: column; gap: 6px; max-height: 560px; overflow-y: auto; padding: 4px;}
+.rp-turn {padding: 6px 10px; border-radius: 8px; line-height: 1.45;}
+.rp-turn .rp-who {font-weight: 600; font-size: 0.85em; opacity: 0.75; display: block;}
+.rp-turn.learner {background: var(--color-accent-soft, #eef2ff); margin-left: 12%;}
+.rp-turn.persona {background: var(--block-background-fill, #f4f4f5); margin-right: 12%; border: 1px solid var(--border-color-primary, #e4e4e7);}
+.rp-transcript mark {background: #fde68a; color: #111; padding: 0 2px; border-radius: 3px;}
+.rp-grade {display: flex; flex-direction: column; gap: 8px;}
+.rp-summary {font-weight: 600; padding: 8px 10px; border-radius: 8px;}
+.rp-summary.pass {background: #dcfce7; color: #14532d;}
+.rp-summary.fail {background: #fef3c7; color: #713f12;}
+.rp-crit {border: 1px solid var(--border-color-primary, #e4e4e7); border-radius: 8px; padding: 8px 10px;}
+.rp-crit h4 {margin: 0 0 4px 0; font-size: 1em;}
+.rp-level {display: inline-block; min-width: 2.6em; text-align: center; border-radius: 999px; padding: 0 8px;
+           font-weight: 700; margin-left: 6px; color: #fff;}
+.rp-l1 {background: #dc2626;} .rp-l2 {background: #ea580c;} .rp-l3 {background: #16a34a;} .rp-l4 {background: #15803d;}
+.rp-changed {font-size: 0.85em; color: #7c3aed; margin-left: 6px;}
+.rp-quote {font-style: italic; margin: 2px 0 2px 8px;}
+.rp-quote mark {background: #fde68a; color: #111;}
+.rp-better {margin-top: 4px; padding: 4px 8px; border-left: 3px solid #16a34a; background: rgba(22,163,74,0.07);}
+.rp-unsupported {color: #b91c1c; font-weight: 600;}
+.rp-heat {border-collapse: collapse; margin: 4px 0;}
+.rp-heat td, .rp-heat th {width: 3.2em; height: 2.4em; text-align: center; border: 1px solid #d4d4d8;}
+.rp-heat th {background: transparent; font-weight: 600;}
+.rp-pending {padding: 10px 12px; border-radius: 8px; background: #e0f2fe; color: #0c4a6e; font-weight: 600;}
+.rp-rejected {padding: 10px 12px; border-radius: 8px; background: #fee2e2; color: #7f1d1d;}
+.rp-banner {padding: 6px 10px; border-radius: 8px; background: #f1f5f9; color: #0f172a;}
+.rp-drift {padding: 6px 10px; border-radius: 8px; font-weight: 600;}
+.rp-drift.bad {background: #fee2e2; color: #7f1d1d;} .rp-drift.ok {background: #dcfce7; color: #14532d;}
+"""
+
+
+def esc(text: Any) -> str:
+    """HTML-escape any value."""
+    return html.escape(str(text), quote=True)
+
+
+def _spans(text: str, quotes: Iterable[str]) -> list[tuple[int, int]]:
+    """Character spans of each quote in `text` (case and whitespace insensitive), merged."""
+    found: list[tuple[int, int]] = []
+    for q in quotes:
+        words = re.findall(r"\S+", q.strip().strip("\"'“”‘’").rstrip(".!?…"))
+        if not words:
+            continue
+        pattern = r"\s+".join("".join("['’]" if ch in "'’" else re.escape(ch) for ch in w) for w in words)
+        for m in re.finditer(pattern, text, re.I):
+            found.append(m.span())
+    found.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def highlight(text: str, quotes: Iterable[str]) -> str:
+    """`text` as HTML with every quote wrapped in `<mark>`."""
+    out, pos = [], 0
+    for start, end in _spans(text, list(quotes)):
+        out.append(esc(text[pos:start]))
+        out.append(f"<mark>{esc(text[start:end])}</mark>")
+        pos = end
+    out.append(esc(text[pos:]))
+    return "".join(out)
+
+
+def transcript_html(turns: Sequence[Any], quotes: Iterable[str] = (), learner: str = "You",
+                    persona: str = "Persona") -> str:
+    """A transcript (turns with `.speaker` and `.text`) with evidence quotes marked in the learner's turns."""
+    quotes = list(quotes)
+    rows = []
+    for t in turns:
+        who = learner if t.speaker == "learner" else persona
+        body = highlight(t.text, quotes) if t.speaker == "learner" else esc(t.text)
+        rows.append(f'<div class="rp-turn {esc(t.speaker)}"><span class="rp-who">{esc(who)}</span>{body}</div>')
+    if not rows:
+        rows.append("<em>No turns yet.</em>")
+    return f'<div class="rp-transcript">{"".join(rows)}</div>'
+
+
+def evidence_of(grade: Any) -> list[str]:
+    """Every evidence quote of a grade."""
+    return [q for c in grade.criteria for q in c.evidence]
+
+
+def _level(level: int) -> str:
+    return f'<span class="rp-level rp-l{int(level)}">{int(level)}/4</span>'
+
+
+def grade_html(grade: Any, rubric: Any, ai_grade: Any = None, show_checks: bool = False) -> str:
+    """A grade as cards per criterion: level, evidence, rationale and the better alternative.
+
+    Args:
+        grade: The grade to show (the approved one for learners, the current one for facilitators).
+        rubric: Its rubric (for criterion names).
+        ai_grade: The judge's original grade; when given, levels a facilitator changed are marked.
+        show_checks: Show the check answers (facilitators).
+    """
+    names = {c.id: c.name for c in rubric.criteria}
+    ai = {c.criterion_id: c.level for c in ai_grade.criteria} if ai_grade is not None else {}
+    cls = "pass" if grade.passed else "fail"
+    out = [f'<div class="rp-grade"><div class="rp-summary {cls}">{esc(grade.summary)}</div>']
+    for c in grade.criteria:
+        changed = ""
+        if c.criterion_id in ai and ai[c.criterion_id] != c.level:
+            changed = f'<span class="rp-changed">(AI level {ai[c.criterion_id]})</span>'
+        unsupported = "" if c.supported else ' <span class="rp-unsupported">evidence unverified</span>'
+        quotes = "".join(f'<div class="rp-quote">“<mark>{esc(q)}</mark>”</div>' for q in c.evidence)
+        if not quotes:
+            quotes = '<div class="rp-quote">(no quote)</div>'
+        checks = ""
+        if show_checks and c.checks:
+            checks = "<div><small>Checks: " + ", ".join(f"{esc(k.id)}: {esc(k.answer)}" for k in c.checks) + "</small></div>"
+        out.append(
+            f'<div class="rp-crit" data-criterion="{esc(c.criterion_id)}"><h4>{esc(names.get(c.criterion_id, c.criterion_id))}'
+            f'{_level(c.level)}{changed}{unsupported}</h4>{quotes}<div>{esc(c.rationale)}</div>{checks}'
+            f'<div class="rp-better">💡 Better: {esc(c.better_alternative)}</div></div>'
+        )
+    if getattr(grade, "flagged", None):
+        out.append('<div class="rp-crit"><b>Ignored (addressed the grader):</b> '
+                   + "; ".join(esc(f) for f in grade.flagged) + "</div>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def when(dt: datetime | None) -> str:
+    """A short UTC time."""
+    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "—"
+
+
+def history_md(history: Sequence[Any], names: dict[str, str] | None = None) -> str:
+    """A review's history as a Markdown list, oldest first."""
+    names = names or {}
+    lines = []
+    for h in history:
+        changes = "; ".join(
+            f"{names.get(c.criterion_id, c.criterion_id)}"
+            + (f" → level {c.level}" if c.level is not None else "")
+            + (" (feedback)" if c.feedback is not None else "")
+            + (" (better line)" if c.better_alternative is not None else "")
+            for c in h.changes)
+        lines.append(f"- **{h.action}** by {h.actor}, {when(h.at)}"
+                     + (f": {changes}" if changes else "")
+                     + (f" — “{h.comment}”" if h.comment else ""))
+    return "\n".join(lines) or "_No history._"
+
+
+def heatmap_html(matrix: Sequence[Sequence[int]], rows: str, cols: str, title: str = "",
+                 labels: Sequence[Any] = (1, 2, 3, 4)) -> str:
+    """A confusion matrix as a colour-scaled HTML table (rows = one rater's level, columns = the other's)."""
+    peak = max((v for r in matrix for v in r), default=0) or 1
+    head = "".join(f"<th>{esc(lv)}</th>" for lv in labels)
+    body = []
+    for lv, row in zip(labels, matrix):
+        cells = []
+        for j, v in enumerate(row):
+            alpha = 0.08 + 0.85 * v / peak if v else 0.0
+            diag = " outline: 2px solid #16a34a; outline-offset: -2px;" if labels[j] == lv else ""
+            color = "#fff" if alpha > 0.55 else "#111"
+            cells.append(f'<td style="background: rgba(37,99,235,{alpha:.2f}); color: {color};{diag}">{v}</td>')
+        body.append(f"<tr><th>{esc(lv)}</th>{''.join(cells)}</tr>")
+    caption = f"<caption style='caption-side: top; text-align: left;'><b>{esc(title)}</b></caption>" if title else ""
+    return (f'<table class="rp-heat">{caption}<tr><th style="font-size:0.75em">{esc(rows)} ↓ / {esc(cols)} →</th>'
+            f"{head}</tr>{''.join(body)}</table>")
