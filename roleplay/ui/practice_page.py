@@ -1,105 +1,255 @@
-"""Practice page: pick a scenario and level, read the briefing, talk to the persona."""
+"""Practice page (learners): pick a scenario and level, talk to the persona, end, get reviewed feedback."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from roleplay.errors import RoleplayError
+from roleplay.grader import grade_session, make_judge, transcript_of_session
 from roleplay.library import catalog
 from roleplay.practice import engine_notice, get_run, make_voice, remember_run, start_practice
-from roleplay.store import default_store
+from roleplay.scenario import LEVELS, SPRINTS
+from roleplay.ui import render
+from roleplay.ui.common import gate, handler, require, review_of_session, review_service, store
 
+PAGE = "Practice"
+ROLES = ("learner",)
 Messages = list[dict[str, Any]]
+_DOWNLOADS = Path(tempfile.gettempdir()) / "roleplay-downloads"
 
 
-def _choices() -> list[tuple[str, str]]:
-    scenarios = sorted(catalog().scenarios.values(), key=lambda s: (s.sprint, s.title))
-    return [(f"{s.title} — {s.sprint}", s.id) for s in scenarios]
+def sprint_label(sprint: str) -> str:
+    """'remote-team-setup' → 'Remote team setup'."""
+    return sprint.replace("-", " ").capitalize()
 
 
-def briefing(scenario_id: str | None) -> str:
-    """Markdown briefing of a scenario."""
+def scenario_choices() -> list[tuple[str, str]]:
+    """Scenarios grouped by sprint (programme order), as dropdown (label, id) pairs."""
+    order = {s: i for i, s in enumerate(SPRINTS)}
+    scenarios = sorted(catalog().scenarios.values(), key=lambda s: (order.get(s.sprint, 99), s.title))
+    return [(f"{sprint_label(s.sprint)} · {s.title}", s.id) for s in scenarios]
+
+
+def briefing_md(scenario_id: str | None) -> str:
+    """The briefing a learner reads before starting."""
     if not scenario_id:
         return "Pick a scenario."
     s = catalog().scenario(scenario_id)
     objectives = "\n".join(f"- {o}" for o in s.objectives)
-    return (f"### {s.title}\n*{s.summary}*\n\n**You are talking to:** {s.persona.name}, {s.persona.role}\n\n"
+    return (f"### {s.title}\n*Sprint: {sprint_label(s.sprint)}.* {s.summary}\n\n"
+            f"**You are talking to:** {s.persona.name}, {s.persona.role}\n\n"
             f"{s.briefing.strip()}\n\n**Your objectives**\n{objectives}")
 
 
-def start(scenario_id: str | None, level: str, username: str) -> tuple[Messages, str | None, str, Any, Any]:
-    """Start a session; returns chat, session id, status, and input/end button updates."""
-    if not scenario_id:
-        raise gr.Error("Pick a scenario first.")
-    try:
-        voice = make_voice()
-        run = start_practice(default_store(), username or "learner", catalog().scenario(scenario_id), level, voice)
-    except RoleplayError as exc:
-        raise gr.Error(str(exc)) from None
-    remember_run(run)
-    chat = [{"role": "assistant", "content": run.open()}]
-    return chat, run.session_id, engine_notice(voice), gr.update(interactive=True), gr.update(interactive=True)
-
-
-def send(message: str, chat: Messages, session_id: str | None) -> Iterator[tuple[Messages, str, str]]:
-    """Send a learner line and stream the persona's reply."""
+def _own_session(session_id: str | None, person: Any) -> Any:
     if not session_id:
-        raise gr.Error("Start a session first.")
-    if not message.strip():
-        yield chat, "", ""
-        return
-    try:
-        run = get_run(default_store(), session_id)
-        chat = [*chat, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        for text in run.respond(message):
-            chat[-1] = {"role": "assistant", "content": text}
-            yield chat, "", _status(run)
-    except RoleplayError as exc:
-        raise gr.Error(str(exc)) from None
-    yield chat, "", _status(run)
+        raise gr.Error("Start a session first.", print_exception=False)
+    sess = store().get_session(session_id)
+    if sess.person_id != person.id:
+        raise gr.Error("That session belongs to someone else.", title="Not allowed", print_exception=False)
+    return sess
 
 
 def _status(run: Any) -> str:
     st = run.state
+    usage = run.usage()
+    tokens = ""
+    if run.conversation.voice.name != "offline":
+        tokens = (f" · tokens so far: {usage['prompt_tokens'] + usage['completion_tokens']}"
+                  f" ({usage['counting']}), about ${usage['estimated_cost']:.4f}")
     if st.ended:
-        return f"Session ended ({st.end_reason}). {len(run.conversation.transcript.turns)} turns saved."
-    return f"Turn {st.learner_turns}/{run.conversation.level.max_turns}."
+        why = {"success": "the conversation reached a good close", "walkout": "the persona ended the meeting",
+               "timeout": "the time for this meeting ran out", "learner": "you ended it"}.get(st.end_reason or "", st.end_reason)
+        return (f"**The conversation has ended** ({why}) after {st.learner_turns} of your turns. "
+                "Press **End session & get feedback** to send it for grading." + tokens)
+    return f"Turn {st.learner_turns} of {run.conversation.level.max_turns}{tokens}"
 
 
-def end(session_id: str | None) -> str:
-    """End the session."""
-    if not session_id:
-        return "No session running."
-    try:
-        run = get_run(default_store(), session_id)
+def _session_choices(person: Any) -> list[tuple[str, str]]:
+    titles = {s.id: s.title for s in catalog().scenarios.values()}
+    out = []
+    for sess in store().sessions_for(person.id):
+        label = f"{render.when(sess.started_at)} · {titles.get(sess.scenario_id, sess.scenario_id)} ({sess.level})"
+        out.append((label + (" · in progress" if sess.status == "active" else ""), sess.id))
+    return out
+
+
+def _download_path(session_id: str) -> str:
+    transcript, scenario_id = transcript_of_session(store(), session_id)
+    scn = catalog().scenarios.get(scenario_id)
+    persona = scn.persona.name if scn else "Persona"
+    _DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    path = _DOWNLOADS / f"transcript-{session_id}.txt"
+    head = f"{scn.title if scn else scenario_id} ({transcript.level})\n\n"
+    path.write_text(head + transcript.to_text(learner="You", persona=persona) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def feedback_html(session_id: str) -> str:
+    """What the learner may see about a session's grade: pending, rejected, or the approved feedback."""
+    svc = review_service()
+    view = review_of_session(svc, session_id)
+    if view is None:
+        return ""
+    if view.status == "pending":
+        return ('<div class="rp-pending" id="practice-pending">⏳ Awaiting facilitator review. Your feedback appears '
+                "here (and on the Progress page) once a facilitator approves it.</div>")
+    if view.status == "rejected":
+        return (f'<div class="rp-rejected">This session was not accepted by {render.esc(view.decided_by)}: '
+                f"{render.esc(view.comment or '')}<br>It does not count; practise again when ready.</div>")
+    transcript, scenario_id = transcript_of_session(store(), session_id)
+    scn = catalog().scenario(scenario_id)
+    grade = view.current
+    return (f'<div id="practice-approved"><h3>Feedback approved by {render.esc(view.decided_by)}</h3>'
+            + (f"<p><i>“{render.esc(view.comment)}”</i></p>" if view.comment else "")
+            + render.grade_html(grade, catalog().rubric_for(scn))
+            + "<h4>Your conversation (evidence highlighted)</h4>"
+            + render.transcript_html(transcript.turns, render.evidence_of(grade), persona=scn.persona.name)
+            + "</div>")
+
+
+# --- handlers ---------------------------------------------------------------------------------------
+
+@handler
+def enter(request: gr.Request) -> tuple[Any, ...]:
+    """Show the page to learners (with fresh scenario and session lists), a refusal to anyone else."""
+    message, body = gate(request, PAGE, *ROLES)
+    if message:
+        return message, body, gr.update(), gr.update()
+    person = require(request, PAGE, *ROLES)
+    return "", body, gr.update(choices=scenario_choices()), gr.update(choices=_session_choices(person))
+
+
+@handler
+def show_briefing(scenario_id: str | None, request: gr.Request) -> str:
+    """The briefing of the chosen scenario."""
+    require(request, PAGE, *ROLES)
+    return briefing_md(scenario_id)
+
+
+@handler
+def start(scenario_id: str | None, level: str, request: gr.Request) -> tuple[Any, ...]:
+    """Start a stored session; the persona opens."""
+    person = require(request, PAGE, *ROLES)
+    if not scenario_id:
+        raise gr.Error("Pick a scenario first.", print_exception=False)
+    voice = make_voice()
+    run = start_practice(store(), person.username, catalog().scenario(scenario_id), level or "intermediate", voice)
+    remember_run(run)
+    chat = [{"role": "assistant", "content": run.open()}]
+    live = gr.update(interactive=True)
+    return (chat, run.session_id, engine_notice(voice), _status(run), gr.update(interactive=True, value=""), live, live,
+            "", gr.update(visible=False), gr.update(choices=_session_choices(person), value=run.session_id))
+
+
+@handler
+def send(message: str, chat: Messages, session_id: str | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+    """Send the learner's line and stream the persona's reply."""
+    person = require(request, PAGE, *ROLES)
+    _own_session(session_id, person)
+    if not (message or "").strip():
+        raise gr.Error("Type what you want to say first.", print_exception=False)
+    run = get_run(store(), session_id)  # type: ignore[arg-type]
+    chat = [*(chat or []), {"role": "user", "content": message.strip()}, {"role": "assistant", "content": "…"}]
+    yield chat, "", _status(run), gr.update()
+    for text in run.respond(message):
+        chat[-1] = {"role": "assistant", "content": text}
+        yield chat, "", _status(run), gr.update()
+    live = not run.state.ended
+    yield chat, gr.update(value="", interactive=live), _status(run), gr.update(interactive=live)
+
+
+@handler
+def end(session_id: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+    """End the session, grade it (with progress) and send it for facilitator review."""
+    person = require(request, PAGE, *ROLES)
+    sess = _own_session(session_id, person)
+    off = gr.update(interactive=False)
+    if not store().grades_for(sess.id):
+        progress(0.05, desc="Saving your conversation")
+        run = get_run(store(), sess.id)
         run.end()
-    except RoleplayError as exc:
-        raise gr.Error(str(exc)) from None
-    return f"Session ended. {len(run.conversation.transcript.turns)} turns saved."
+        if not run.conversation.transcript.learner_turns:
+            raise gr.Error("You have not said anything yet, so there is nothing to grade.", print_exception=False)
+        progress(0.3, desc="Grading against the rubric")
+        grade_session(store(), sess.id, make_judge(), catalog())
+        progress(1.0, desc="Sent to your facilitator")
+    status = "Session ended and graded. A facilitator reviews the grade before you see it."
+    return (status, feedback_html(sess.id), off, off, off,
+            gr.update(value=_download_path(sess.id), visible=True), gr.update(choices=_session_choices(person)))
 
 
-def build() -> None:
-    """Lay out the practice page."""
-    choices = _choices()
-    with gr.Row():
-        with gr.Column(scale=1):
-            username = gr.Textbox(label="Your name", value="learner", elem_id="practice-user")
-            scenario = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="Scenario",
-                                   elem_id="practice-scenario")
-            level = gr.Radio(["novice", "intermediate", "expert"], value="intermediate", label="Level",
-                             elem_id="practice-level")
-            brief = gr.Markdown(briefing(choices[0][1]) if choices else "", elem_id="practice-briefing")
-            start_btn = gr.Button("Start session", variant="primary", elem_id="practice-start")
-        with gr.Column(scale=2):
-            status = gr.Markdown("", elem_id="practice-status")
-            chat = gr.Chatbot(label="Conversation", elem_id="practice-chat", height=480)
-            box = gr.Textbox(label="Your line", placeholder="Say something…", interactive=False, elem_id="practice-input")
-            end_btn = gr.Button("End session", interactive=False, elem_id="practice-end")
+@handler
+def refresh_feedback(session_id: str | None, request: gr.Request) -> str:
+    """Re-check the review of the current session."""
+    person = require(request, PAGE, *ROLES)
+    sess = _own_session(session_id, person)
+    html = feedback_html(sess.id)
+    if not html:
+        return '<div class="rp-banner">Not graded yet: end the session to get feedback.</div>'
+    return html
+
+
+@handler
+def open_session(session_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+    """Open one of the learner's sessions: its transcript, and feedback once approved."""
+    person = require(request, PAGE, *ROLES)
+    if not session_id:
+        return (gr.update(),) * 9
+    sess = _own_session(session_id, person)
+    chat = [{"role": "user" if t.speaker == "learner" else "assistant", "content": t.text} for t in sess.turns]
+    graded = bool(store().grades_for(sess.id))
+    active = sess.status == "active"
+    if active:
+        run = get_run(store(), sess.id)
+        remember_run(run)
+        status = _status(run)
+    else:
+        status = "Graded; see the feedback below." if graded else "Ended but not graded: press End session & get feedback."
+    live = gr.update(interactive=active)
+    return (chat, sess.id, status, feedback_html(sess.id), live, live, gr.update(interactive=not graded),
+            gr.update(value=_download_path(sess.id), visible=bool(sess.turns)), "")
+
+
+def build() -> dict[str, Any]:
+    """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
+    gate_md = gr.Markdown("", elem_id="practice-gate")
+    with gr.Column(visible=False, elem_id="practice-body") as body:
+        with gr.Row():
+            with gr.Column(scale=2):
+                scenario = gr.Dropdown(choices=[], value=None, label="Scenario (grouped by sprint)",
+                                       elem_id="practice-scenario")
+                level = gr.Radio(list(LEVELS), value="intermediate", label="Level", elem_id="practice-level")
+                brief = gr.Markdown("Pick a scenario.", elem_id="practice-briefing")
+                start_btn = gr.Button("Start session", variant="primary", elem_id="practice-start")
+                notice = gr.Markdown("", elem_id="practice-engine")
+                with gr.Accordion("My sessions", open=False, elem_id="practice-history"):
+                    sessions = gr.Dropdown(choices=[], value=None, label="Open a session", elem_id="practice-sessions")
+            with gr.Column(scale=3):
+                status = gr.Markdown("", elem_id="practice-status")
+                chat = gr.Chatbot(label="Conversation", elem_id="practice-chat", height=440, buttons=["copy_all"])
+                with gr.Row():
+                    box = gr.Textbox(label="Your line", placeholder="Say something to the persona…", interactive=False,
+                                     elem_id="practice-input", scale=5, lines=1)
+                    send_btn = gr.Button("Send", interactive=False, elem_id="practice-send", scale=1)
+                with gr.Row():
+                    end_btn = gr.Button("End session & get feedback", interactive=False, variant="stop",
+                                        elem_id="practice-end")
+                    download = gr.DownloadButton("Download transcript", visible=False, elem_id="practice-download")
+                    refresh = gr.Button("Check for feedback", elem_id="practice-refresh")
+                feedback = gr.HTML("", elem_id="practice-feedback")
     session_id = gr.State(None)
-    scenario.change(briefing, scenario, brief)
-    start_btn.click(start, [scenario, level, username], [chat, session_id, status, box, end_btn])
-    box.submit(send, [box, chat, session_id], [chat, box, status])
-    end_btn.click(end, session_id, status)
+
+    scenario.change(show_briefing, scenario, brief)
+    start_btn.click(start, [scenario, level],
+                    [chat, session_id, notice, status, box, send_btn, end_btn, feedback, download, sessions])
+    for trigger in (box.submit, send_btn.click):
+        trigger(send, [box, chat, session_id], [chat, box, status, send_btn])
+    end_btn.click(end, session_id, [status, feedback, box, send_btn, end_btn, download, sessions])
+    refresh.click(refresh_feedback, session_id, feedback)
+    sessions.input(open_session, sessions, [chat, session_id, status, feedback, box, send_btn, end_btn, download, notice])
+    return {"gate": gate_md, "body": body, "enter": (enter, [], [gate_md, body, scenario, sessions])}
