@@ -18,12 +18,18 @@ def main() -> int:
         from roleplay.store import default_store
         from roleplay.ui import build_app
 
+        from roleplay.ui.app import launch_options
+
         cfg = settings()
         catalog()
-        default_store()
+        store = default_store()
+        seeded = store.seed_demo_people()
         engine = "AI persona" if cfg.use_llm else "offline engine (no model configured)"
         print(f"roleplay: {engine}; data in {cfg.data_dir}; open http://{cfg.host}:{cfg.port}")
-        build_app().launch(server_name=cfg.host, server_port=cfg.port, quiet=True)
+        if seeded:
+            print(f"demo accounts created (password = username): {', '.join(seeded)}; "
+                  "set real passwords with `roleplay people password NAME`")
+        build_app().launch(server_name=cfg.host, server_port=cfg.port, quiet=True, **launch_options())
     except RoleplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

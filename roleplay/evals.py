@@ -80,7 +80,7 @@ def run_gold(judge: Judge, gold: list[GoldTranscript], catalog: Catalog, progres
         scenario = catalog.scenario(g.scenario)
         grade = judge.grade(g.transcript(), catalog.rubric_for(scenario), scenario)
         for cg in grade.criteria:
-            human, ai = pairs.setdefault(cg.criterion_id, ([], []))
+            human, ai = pairs.setdefault(f"{grade.rubric_id}/{cg.criterion_id}", ([], []))
             human.append(g.scores[cg.criterion_id])
             ai.append(cg.level)
         rows.append({"id": g.id, "scenario": g.scenario, "quality": g.quality, "overall": grade.overall,

@@ -98,8 +98,8 @@ def test_one_command_writes_all_reports(tmp_path: Path) -> None:
     assert {p.name for p in out.iterdir()} == {"gold-offline.json", "gold-offline.md", "annomi-offline.json",
                                                "annomi-offline.md", "consistency-offline.json", "consistency-offline.md"}
     g = json.loads((out / "gold-offline.json").read_text())
-    assert set(g["per_criterion"]) == set(CRITERIA) and g["n_transcripts"] == 2
-    assert "| empathy |" in (out / "gold-offline.md").read_text()
+    assert set(g["per_criterion"]) == {f"coaching-conversation/{c}" for c in CRITERIA} and g["n_transcripts"] == 2
+    assert "| coaching-conversation/empathy |" in (out / "gold-offline.md").read_text()
     c = json.loads((out / "consistency-offline.json").read_text())
     assert c["repeats"] == 5 and c["identical"] is True and c["overall_stdev"] == 0
 

@@ -115,13 +115,17 @@ def feedback_html(session_id: str) -> str:
 # --- handlers ---------------------------------------------------------------------------------------
 
 @handler
-def enter(request: gr.Request) -> tuple[Any, ...]:
+def enter(scenario_id: str | None, request: gr.Request) -> tuple[Any, ...]:
     """Show the page to learners (with fresh scenario and session lists), a refusal to anyone else."""
     message, body = gate(request, PAGE, *ROLES)
     if message:
-        return message, body, gr.update(), gr.update()
+        return message, body, gr.update(), gr.update(), gr.update()
     person = require(request, PAGE, *ROLES)
-    return "", body, gr.update(choices=scenario_choices()), gr.update(choices=_session_choices(person))
+    choices = scenario_choices()
+    ids = [sid for _, sid in choices]
+    chosen = scenario_id if scenario_id in ids else (ids[0] if ids else None)
+    return ("", body, gr.update(choices=choices, value=chosen), briefing_md(chosen),
+            gr.update(choices=_session_choices(person)))
 
 
 @handler
@@ -252,4 +256,4 @@ def build() -> dict[str, Any]:
     end_btn.click(end, session_id, [status, feedback, box, send_btn, end_btn, download, sessions])
     refresh.click(refresh_feedback, session_id, feedback)
     sessions.input(open_session, sessions, [chat, session_id, status, feedback, box, send_btn, end_btn, download, notice])
-    return {"gate": gate_md, "body": body, "enter": (enter, [], [gate_md, body, scenario, sessions])}
+    return {"gate": gate_md, "body": body, "enter": (enter, [scenario], [gate_md, body, scenario, brief, sessions])}

@@ -1,0 +1,196 @@
+"""Author page (learning designers): edit scenario YAML with live validation, preview the persona, save when valid."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from roleplay.catalog import load_catalog
+from roleplay.config import settings
+from roleplay.errors import ScenarioError
+from roleplay.library import catalog
+from roleplay.persona import Conversation
+from roleplay.practice import engine_notice, make_voice
+from roleplay.scenario import LEVELS, Scenario
+from roleplay.ui import render
+from roleplay.ui.common import gate, handler, require
+
+PAGE = "Author"
+ROLES = ("designer",)
+FILE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}\.ya?ml$")
+Messages = list[dict[str, Any]]
+
+
+def scenario_files() -> list[str]:
+    """YAML file names in the scenarios directory."""
+    folder = settings().scenarios_dir
+    return sorted(p.name for p in folder.glob("*.y*ml") if p.is_file()) if folder.is_dir() else []
+
+
+def check(text: str, file_name: str) -> tuple[Scenario | None, list[ScenarioError]]:
+    """Validate scenario text exactly as the catalog would load it (syntax, fields, rubric, ids across files)."""
+    name = file_name if FILE_NAME.match(file_name or "") else "scenario.yaml"
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d) / "scenarios"
+        folder.mkdir()
+        path = folder / name
+        path.write_text(text or "", encoding="utf-8")
+        cat = load_catalog([path], rubric_dirs=[settings().rubrics_dir])
+    errors = list(cat.errors)
+    scenario = next(iter(cat.scenarios.values()), None)
+    if not errors and scenario is None:
+        errors.append(ScenarioError(name, 1, "", "this is not a scenario (it has no `persona:`); the Author page edits "
+                                                  "scenarios"))
+    if scenario is not None:
+        other = catalog().sources.get(f"scenario:{scenario.id}")
+        if other is not None and other.name != name:
+            errors.append(ScenarioError(name, 1, "id", f"scenario id '{scenario.id}' is already used by {other.name}; "
+                                                        "give this scenario its own id"))
+    return (None if errors else scenario), errors
+
+
+def problems_html(errors: list[ScenarioError], file_name: str) -> str:
+    """Validation result: a green tick or one line per problem with its line number."""
+    if not errors:
+        return f'<div class="rp-drift ok" id="author-valid">✓ Valid: {render.esc(file_name)} can be saved.</div>'
+    rows = "".join(
+        f'<li class="author-error"><b>{f"Line {e.line}" if e.line is not None else "File"}</b>'
+        f'{" · <code>" + render.esc(e.field) + "</code>" if e.field else ""}: {render.esc(e.problem)}</li>'
+        for e in errors)
+    return (f'<div class="rp-drift bad" id="author-invalid">✗ {len(errors)} problem{"s" if len(errors) != 1 else ""}; '
+            f"fix {'them' if len(errors) != 1 else 'it'} to save.</div><ul id='author-errors'>{rows}</ul>")
+
+
+# --- handlers ---------------------------------------------------------------------------------------
+
+@handler
+def enter(request: gr.Request) -> tuple[Any, ...]:
+    """Show the editor to designers, a refusal to anyone else."""
+    message, body = gate(request, PAGE, *ROLES)
+    if message:
+        return message, body, gr.update()
+    require(request, PAGE, *ROLES)
+    return "", body, gr.update(choices=scenario_files())
+
+
+@handler
+def open_file(name: str | None, request: gr.Request) -> tuple[Any, ...]:
+    """Load a scenario file into the editor."""
+    require(request, PAGE, *ROLES)
+    if not name:
+        return gr.update(), gr.update(), "", gr.update(), None
+    if name not in scenario_files():
+        raise gr.Error(f"No scenario file '{name}'.", print_exception=False)
+    text = (settings().scenarios_dir / name).read_text(encoding="utf-8")
+    _, errors = check(text, name)
+    return text, name, problems_html(errors, name), gr.update(interactive=not errors), name
+
+
+@handler
+def validate(text: str, file_name: str, request: gr.Request) -> tuple[Any, ...]:
+    """Live validation as the designer types: problems with line numbers; Save only when valid."""
+    require(request, PAGE, *ROLES)
+    _, errors = check(text, file_name)
+    if not FILE_NAME.match(file_name or ""):
+        errors = [*errors, ScenarioError(file_name or "", None, "file name",
+                                         "use lowercase letters, digits and hyphens ending in .yaml, e.g. my-scenario.yaml")]
+    return problems_html(errors, file_name), gr.update(interactive=not errors)
+
+
+@handler
+def save(text: str, file_name: str, opened: str | None, request: gr.Request) -> tuple[Any, ...]:
+    """Write the scenario to the scenarios directory, only when it is valid; otherwise write nothing."""
+    require(request, PAGE, *ROLES)
+    if not FILE_NAME.match(file_name or ""):
+        raise gr.Error("Not saved: use a file name of lowercase letters, digits and hyphens ending in .yaml.",
+                       title="Not saved", print_exception=False)
+    scenario, errors = check(text, file_name)
+    if errors or scenario is None:
+        first = errors[0] if errors else None
+        where = f" (first: line {first.line}: {first.problem})" if first else ""
+        raise gr.Error(f"Not saved: the scenario has {len(errors)} problem(s){where}. Nothing was written.",
+                       title="Not saved", print_exception=False)
+    target = settings().scenarios_dir / file_name
+    if target.exists() and file_name != opened:
+        raise gr.Error(f"Not saved: {file_name} already exists; open it first to change it, or pick a new name.",
+                       title="Not saved", print_exception=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    catalog.cache_clear()  # learners see the change on their next visit to Practice
+    gr.Info(f"Saved {file_name}.")
+    return (f'<div class="rp-drift ok" id="author-saved">✓ Saved {render.esc(file_name)} ({scenario.title}).</div>',
+            gr.update(choices=scenario_files(), value=file_name), file_name)
+
+
+@handler
+def preview_start(text: str, file_name: str, level: str, request: gr.Request) -> tuple[Any, ...]:
+    """Start a preview chat with the edited persona (not stored)."""
+    require(request, PAGE, *ROLES)
+    scenario, errors = check(text, file_name)
+    if scenario is None:
+        raise gr.Error(f"Fix the {len(errors)} problem(s) before previewing.", print_exception=False)
+    voice = make_voice()
+    conv = Conversation(scenario, level or "intermediate", voice)
+    return [{"role": "assistant", "content": conv.open()}], conv, engine_notice(voice), gr.update(interactive=True)
+
+
+@handler
+def preview_send(message: str, chat: Messages, conv: Any, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+    """Stream the previewed persona's reply."""
+    require(request, PAGE, *ROLES)
+    if conv is None:
+        raise gr.Error("Start the preview first.", print_exception=False)
+    if not (message or "").strip():
+        raise gr.Error("Type a line first.", print_exception=False)
+    chat = [*(chat or []), {"role": "user", "content": message.strip()}, {"role": "assistant", "content": "…"}]
+    for text in conv.respond(message):
+        chat[-1] = {"role": "assistant", "content": text}
+        yield chat, "", _preview_state(conv)
+    yield chat, "", _preview_state(conv)
+
+
+def _preview_state(conv: Any) -> str:
+    st = conv.state
+    revealed = ", ".join(st.revealed_ids) or "none"
+    ended = f" · ended: {st.end_reason}" if st.ended else ""
+    return f"Trust {st.trust:.1f}/5 ({st.mood}) · revealed: {revealed}{ended}"
+
+
+def build() -> dict[str, Any]:
+    """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
+    gate_md = gr.Markdown("", elem_id="author-gate")
+    with gr.Column(visible=False, elem_id="author-body") as body:
+        with gr.Row():
+            with gr.Column(scale=3):
+                with gr.Row():
+                    files = gr.Dropdown(choices=[], value=None, label="Open scenario file", elem_id="author-file")
+                    file_name = gr.Textbox(label="Save as (file name)", placeholder="my-scenario.yaml",
+                                           elem_id="author-filename")
+                editor = gr.Code(value="", language="yaml", label="Scenario YAML", lines=28, max_lines=28,
+                                 elem_id="author-editor", interactive=True)
+                problems = gr.HTML("", elem_id="author-problems")
+                save_btn = gr.Button("Save", variant="primary", interactive=False, elem_id="author-save")
+                saved = gr.HTML("", elem_id="author-result")
+            with gr.Column(scale=2):
+                gr.Markdown("#### Preview the persona\nTalk to the edited persona (nothing is stored).")
+                level = gr.Radio(list(LEVELS), value="intermediate", label="Level", elem_id="author-level")
+                preview_btn = gr.Button("Start preview", elem_id="author-preview-start")
+                engine = gr.Markdown("", elem_id="author-engine")
+                chat = gr.Chatbot(label="Preview", elem_id="author-chat", height=360)
+                line = gr.Textbox(label="Your line", interactive=False, elem_id="author-input")
+                state_md = gr.Markdown("", elem_id="author-preview-state")
+    opened = gr.State(None)
+    conv = gr.State(None)
+
+    files.input(open_file, files, [editor, file_name, problems, save_btn, opened])
+    editor.change(validate, [editor, file_name], [problems, save_btn], trigger_mode="always_last")
+    file_name.input(validate, [editor, file_name], [problems, save_btn], trigger_mode="always_last")
+    save_btn.click(save, [editor, file_name, opened], [saved, files, opened])
+    preview_btn.click(preview_start, [editor, file_name, level], [chat, conv, engine, line])
+    line.submit(preview_send, [line, chat, conv], [chat, line, state_md])
+    return {"gate": gate_md, "body": body, "enter": (enter, [], [gate_md, body, files])}
