@@ -9,9 +9,11 @@ and schedules reinforcement drills. Learners may name a learning buddy and share
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,8 +26,18 @@ from roleplay.review import ApprovedResult, ReviewService, approved_results
 from roleplay.scenario import LEVELS, LevelName, Scenario, Sprint
 from roleplay.standards import XapiConfig, badge_credential, load_or_create_signing_key
 from roleplay.store import (
-    BuddyLink, CertificationRow, Enrolment, GradeRow, Person, PracticeSession, ReflectionRow, ReinforcementDrill,
-    ReviewRow, SharedSessionRow, Store, utcnow,
+    BuddyLink,
+    CertificationRow,
+    Enrolment,
+    GradeRow,
+    Person,
+    PracticeSession,
+    ReflectionRow,
+    ReinforcementDrill,
+    ReviewRow,
+    SharedSessionRow,
+    Store,
+    utcnow,
 )
 from roleplay.yamlsource import ID_PATTERN, Problem, load_document, raise_problems, validate_document
 
@@ -145,8 +157,8 @@ def programme_problems(programme: Programme) -> list[Problem]:
             problems.append((("sprints", i, "id"), f"sprint '{s.id}' is listed twice (also sprints[{seen[s.id]}]); keep one"))
         seen.setdefault(s.id, i)
     if programme.choose > len(seen):
-        problems.append((("choose",), f"learners cannot choose {programme.choose} of {len(seen)} sprint(s); "
-                                      f"lower `choose` to at most {len(seen)} or add sprints"))
+        problems.append((("choose",), (f"learners cannot choose {programme.choose} of {len(seen)} sprint(s); "
+                                       f"lower `choose` to at most {len(seen)} or add sprints")))
     pa = programme.pre_assessment
     qids: dict[str, int] = {}
     for i, q in enumerate(pa.questions):
@@ -167,11 +179,11 @@ def programme_problems(programme: Programme) -> list[Problem]:
                              f"level '{b.level}' has two bands; give novice, intermediate and expert one band each"))
     if sorted(set(levels), key=LEVELS.index) == list(LEVELS):
         ordered = sorted(pa.bands, key=lambda b: LEVELS.index(b.level))
-        for lower, higher in zip(ordered, ordered[1:]):
+        for lower, higher in pairwise(ordered):
             if higher.min_score <= lower.min_score:
                 problems.append((("pre_assessment", "bands", pa.bands.index(higher), "min_score"),
-                                 f"{higher.level} starts at {higher.min_score}, not above {lower.level} "
-                                 f"({lower.min_score}); raise it so levels go up with the score"))
+                                 (f"{higher.level} starts at {higher.min_score}, not above {lower.level} "
+                                  f"({lower.min_score}); raise it so levels go up with the score")))
         lowest = sum(min(o.points for o in q.options) for q in pa.questions)
         highest = sum(max(o.points for o in q.options) for q in pa.questions)
         if ordered[0].min_score > lowest:
@@ -179,8 +191,8 @@ def programme_problems(programme: Programme) -> list[Problem]:
                              f"the lowest possible score is {lowest}, below every band; set novice's min_score to 0"))
         if ordered[-1].min_score > highest:
             problems.append((("pre_assessment", "bands", pa.bands.index(ordered[-1]), "min_score"),
-                             f"the highest possible score is {highest}, so nobody can reach {ordered[-1].level}; "
-                             f"lower min_score to {highest} or less"))
+                             (f"the highest possible score is {highest}, so nobody can reach {ordered[-1].level}; "
+                              f"lower min_score to {highest} or less")))
     days = [r.after_days for r in programme.reinforcement]
     for i in range(1, len(days)):
         if days[i] <= days[i - 1]:
@@ -283,7 +295,7 @@ class Drill(_Out):
     after_days: int = Field(description="Days after sign-off.")
     due_on: date = Field(description="Date the drill is due.")
     purpose: str = Field(description="Why this drill.")
-    status: str = Field(description="scheduled (future: done).")
+    status: str = Field(description="'scheduled' (the only state so far).")
 
 
 class Certificate(_Out):
@@ -678,8 +690,10 @@ class CertificationService:
 
     # learning buddies --------------------------------------------------------------------------
     def name_buddy(self, learner: str, buddy_username: str) -> None:
-        """Name (or change) the learner's learning buddy; sessions already shared stay with the earlier buddy only
-        while that buddy is named, so changing buddy withdraws the old one's access.
+        """Name (or change) the learner's learning buddy.
+
+        A buddy sees shared sessions only while they are the named buddy, so naming someone else withdraws the
+        previous buddy's access (sessions must be shared again with the new one).
 
         Raises:
             CertificationError: naming oneself.

@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -221,25 +221,11 @@ def load_or_create_signing_key(data_dir: str | Path | None = None) -> Ed25519Pri
     """
     path = signing_key_path(data_dir)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if os.name == "posix":
-            os.chmod(path.parent, 0o700)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)  # atomic and never overwrites: of two processes, one key wins
-            except FileExistsError:
-                pass
-        finally:
-            tmp.unlink(missing_ok=True)
+            _create_key_file(path)
+        except OSError as exc:
+            raise StandardsError(f"cannot create the badge signing key at {path}: {exc.strerror or exc}; "
+                                 "make sure ROLEPLAY_DATA_DIR points to a writable directory") from None
     if os.name == "posix" and path.stat().st_mode & 0o077:
         raise StandardsError(f"the badge signing key {path} is readable by other users; run `chmod 600 {path}`")
     try:
@@ -251,6 +237,28 @@ def load_or_create_signing_key(data_dir: str | Path | None = None) -> Ed25519Pri
     if not isinstance(key, Ed25519PrivateKey):
         raise StandardsError(f"{path} is not an Ed25519 private key; replace it with one or move it away")
     return key
+
+
+def _create_key_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if os.name == "posix":
+        os.chmod(path.parent, 0o700)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # atomic and never overwrites: of two processes, one key wins
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def public_key_pem(data_dir: str | Path | None = None) -> str:
@@ -295,8 +303,8 @@ def public_key_from_did_key(did: str) -> Ed25519PublicKey:
 def _iso(moment: datetime, precise: bool = False) -> str:
     """UTC ISO 8601 with a Z; whole seconds unless `precise` (then milliseconds)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     if precise:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -324,7 +332,7 @@ def sign_credential(credential: dict[str, Any], key: Ed25519PrivateKey, created:
     proof: dict[str, Any] = {
         "type": "DataIntegrityProof",
         "cryptosuite": CRYPTOSUITE,
-        "created": _iso(created or datetime.now(timezone.utc)),
+        "created": _iso(created or datetime.now(UTC)),
         "verificationMethod": verification_method(key),
         "proofPurpose": "assertionMethod",
     }
@@ -415,7 +423,7 @@ def badge_credential(*, key: Ed25519PrivateKey, learner_email: str, achievement_
     Returns:
         The credential with its `proof`.
     """
-    issued = valid_from or datetime.now(timezone.utc)
+    issued = valid_from or datetime.now(UTC)
     salt = salt or uuid.uuid4().hex
     issuer: dict[str, Any] = {"id": issuer_id or did_key(key), "type": ["Profile"], "name": issuer_name}
     if issuer_url:

@@ -418,9 +418,9 @@ def default_store() -> Store:
 
 # --- certification programme: enrolments, reinforcement drills, learning buddies --------------------
 
-from datetime import date  # noqa: E402
+from datetime import date
 
-from sqlalchemy import Date  # noqa: E402
+from sqlalchemy import Date
 
 
 class Enrolment(Base):

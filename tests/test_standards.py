@@ -11,10 +11,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -23,13 +23,29 @@ from roleplay.grader import CriterionGrade, finish_grade
 from roleplay.library import catalog
 from roleplay.review import ApprovedResult, CriterionEdit, ReviewService, approved_results
 from roleplay.standards import (
-    LRSError, StandardsError, XapiConfig, b58decode, b58encode, badge_credential, canonicalize, did_key,
-    export_xapi, identity_matches, load_or_create_signing_key, public_key_from_did_key, public_key_pem, send_to_lrs,
-    sign_credential, signing_key_path, statement_id, verify_credential, xapi_statement,
+    LRSError,
+    StandardsError,
+    XapiConfig,
+    b58decode,
+    b58encode,
+    badge_credential,
+    canonicalize,
+    did_key,
+    export_xapi,
+    identity_matches,
+    load_or_create_signing_key,
+    public_key_from_did_key,
+    public_key_pem,
+    send_to_lrs,
+    sign_credential,
+    signing_key_path,
+    statement_id,
+    verify_credential,
+    xapi_statement,
 )
 from roleplay.store import Store
 
-ISSUED = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
+ISSUED = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
 
 # --- canonical JSON and base58 --------------------------------------------------------------------
@@ -65,6 +81,7 @@ def test_signing_key_is_created_once_with_0600_and_reused(tmp_path: Path) -> Non
     path = signing_key_path(tmp_path)
     assert path == tmp_path / "keys" / "badge-ed25519.pem"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert path.read_text().startswith("-----BEGIN PRIVATE KEY-----")
     second = load_or_create_signing_key(tmp_path)
     assert did_key(first) == did_key(second)
@@ -257,7 +274,7 @@ class StubLRS:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 stub.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 reply = stub.replies.pop(0) if stub.replies else 200
@@ -285,13 +302,13 @@ class StubLRS:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/xapi/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def __enter__(self) -> StubLRS:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
 
@@ -337,16 +354,14 @@ def test_server_errors_and_timeouts_are_retried() -> None:
 
 
 def test_retries_are_bounded() -> None:
-    with StubLRS([503] * 10) as lrs:
-        with pytest.raises(LRSError, match="after 3 attempt") as err:
-            send_to_lrs(statements(), lrs.url, ("key", "secret"), max_retries=2, backoff=0)
+    with StubLRS([503] * 10) as lrs, pytest.raises(LRSError, match="after 3 attempt") as err:
+        send_to_lrs(statements(), lrs.url, ("key", "secret"), max_retries=2, backoff=0)
     assert err.value.attempts == 3 and err.value.status == 503 and len(lrs.requests) == 3
 
 
 def test_wrong_credentials_are_not_retried() -> None:
-    with StubLRS() as lrs:
-        with pytest.raises(LRSError, match="ROLEPLAY_LRS_KEY") as err:
-            send_to_lrs(statements(), lrs.url, ("key", "wrong"), backoff=0)
+    with StubLRS() as lrs, pytest.raises(LRSError, match="ROLEPLAY_LRS_KEY") as err:
+        send_to_lrs(statements(), lrs.url, ("key", "wrong"), backoff=0)
     assert err.value.status == 401 and len(lrs.requests) == 1
 
 
