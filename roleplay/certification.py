@@ -39,7 +39,7 @@ from roleplay.store import (
     Store,
     utcnow,
 )
-from roleplay.yamlsource import ID_PATTERN, Problem, load_document, raise_problems, validate_document
+from roleplay.yamlsource import ID_PATTERN, Problem, load_checked
 
 OPTION_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 MAX_NOTE = 4000
@@ -219,10 +219,7 @@ def load_programme(path: str | Path | None = None) -> Programme:
         ScenarioError: the file cannot be read or parsed (with file:line).
         ValidationErrors: one or more fields are invalid (each with file:line: field).
     """
-    doc = load_document(path or default_programme_path())
-    programme = validate_document(doc, Programme)
-    raise_problems(doc, programme_problems(programme))
-    return programme
+    return load_checked(path or default_programme_path(), Programme, programme_problems)
 
 
 # --- results of the service --------------------------------------------------------------------

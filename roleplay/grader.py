@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from roleplay.errors import GradingError
+from roleplay.errors import GradingError, RoleplayError
 from roleplay.moves import classify_sentences
 from roleplay.rubric import Criterion, Rubric
 from roleplay.scenario import Scenario

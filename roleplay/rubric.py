@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from roleplay.moves import Move
-from roleplay.yamlsource import Problem, load_document, raise_problems, validate_document
+from roleplay.yamlsource import Problem, json_schema, load_checked
 
 LEVEL_RANGE = (1, 2, 3, 4)
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,63}$"
@@ -103,15 +103,9 @@ def load_rubric(path: str | Path) -> Rubric:
         ScenarioError: the file cannot be read or parsed.
         ValidationErrors: one or more fields are invalid (each with file:line: field).
     """
-    doc = load_document(path)
-    rubric = validate_document(doc, Rubric)
-    raise_problems(doc, rubric_problems(rubric))
-    return rubric
+    return load_checked(path, Rubric, rubric_problems)
 
 
 def rubric_schema() -> dict:
     """JSON Schema of a rubric file, for designers' editors."""
-    schema = Rubric.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "roleplay rubric"
-    return schema
+    return json_schema(Rubric, "roleplay rubric")

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roleplay.moves import Move
-from roleplay.yamlsource import Problem, load_document, raise_problems, validate_document
+from roleplay.yamlsource import Problem, json_schema, load_checked
 
 Sprint = Literal["remote-team-setup", "virtual-meetings", "remote-communication", "underperformance"]
 """The four sprints of the programme; every scenario belongs to one."""
@@ -208,15 +208,9 @@ def load_scenario(path: str | Path) -> Scenario:
         ScenarioError: the file cannot be read or parsed.
         ValidationErrors: one or more fields are invalid (each with file:line: field).
     """
-    doc = load_document(path)
-    scenario = validate_document(doc, Scenario)
-    raise_problems(doc, scenario_problems(scenario))
-    return scenario
+    return load_checked(path, Scenario, scenario_problems)
 
 
 def scenario_schema() -> dict:
     """JSON Schema of a scenario file, for designers' editors."""
-    schema = Scenario.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "roleplay scenario"
-    return schema
+    return json_schema(Scenario, "roleplay scenario")

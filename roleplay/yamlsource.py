@@ -6,6 +6,7 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -388,3 +389,24 @@ def raise_problems(doc: YamlDocument, problems: list[Problem]) -> None:
     """Raise ValidationErrors if there are any problems."""
     if problems:
         raise ValidationErrors(problem_errors(doc, problems))
+
+
+def load_checked(path: str | Path, model: type[M], problems: Callable[[M], list[Problem]]) -> M:
+    """Load a YAML file into `model`, then run the cross-field `problems` check; every error has file:line.
+
+    Raises:
+        ScenarioError: the file cannot be read or parsed.
+        ValidationErrors: one or more fields are invalid.
+    """
+    doc = load_document(path)
+    item = validate_document(doc, model)
+    raise_problems(doc, problems(item))
+    return item
+
+
+def json_schema(model: type[BaseModel], title: str) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a YAML file type, for designers' editors."""
+    schema = model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = title
+    return schema
