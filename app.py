@@ -17,7 +17,6 @@ def main() -> int:
         from roleplay.library import catalog
         from roleplay.store import default_store
         from roleplay.ui import build_app
-
         from roleplay.ui.app import launch_options
 
         cfg = settings()

@@ -85,7 +85,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "BenchStub/1.0"
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def handle_one_request(self) -> None:
@@ -107,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/_bench/stats":
             with STATE.lock:
@@ -120,7 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": {"message": f"no route GET {self.path}", "type": "invalid_request_error"}})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         body = self._body()
         if path.endswith("/chat/completions"):

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from roleplay.errors import NotFoundError, RoleplayError, ScenarioError, ValidationErrors
 from roleplay.rubric import Rubric, rubric_problems
 from roleplay.scenario import Scenario, scenario_problems
-from roleplay.yamlsource import YamlDocument, load_document, problem_errors, validate_document
+from roleplay.yamlsource import (
+    MAX_YAML_BYTES,
+    YamlDocument,
+    load_document,
+    parse_yaml,
+    problem_errors,
+    validate_document,
+)
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -149,3 +157,67 @@ def _reference_problems(cat: Catalog, scenario: Scenario) -> list[tuple[tuple[st
         for key in scenario.model_lines
         if key not in rubric.criterion_ids
     ]
+
+
+SCENARIO_FILE = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}\.ya?ml$")
+
+
+def check_scenario_text(text: str, file_name: str, library: Catalog) -> tuple[Scenario | None, list[ScenarioError]]:
+    """Validate edited scenario text exactly as loading would: syntax, fields, rubric reference, id clashes.
+
+    Args:
+        text: The YAML text.
+        file_name: The file it will be saved as (used in messages and for the id-clash check).
+        library: The current catalog (its rubrics resolve the reference; its sources reveal id clashes).
+
+    Returns:
+        The scenario when valid (else None) and every problem found, each with its line.
+    """
+    name = file_name or "scenario.yaml"
+    errors: list[ScenarioError] = []
+    if len(text.encode("utf-8")) > MAX_YAML_BYTES:
+        return None, [ScenarioError(name, None, "", f"the text is larger than {MAX_YAML_BYTES} bytes; shorten it")]
+    try:
+        doc = parse_yaml(text or "", name)
+        if "persona" not in doc.data:
+            raise ScenarioError(name, 1, "", "this is not a scenario (it has no `persona:`); start from a shipped one")
+        scenario = validate_document(doc, Scenario)
+    except ValidationErrors as exc:
+        return None, exc.errors
+    except ScenarioError as exc:
+        return None, [exc]
+    errors.extend(problem_errors(doc, scenario_problems(scenario) + _reference_problems(library, scenario)))
+    other = library.sources.get(f"scenario:{scenario.id}")
+    if other is not None and other.name != name:
+        errors.append(ScenarioError(name, doc.line_of(("id",)), "id",
+                                    f"scenario id '{scenario.id}' is already used by {other.name}; give this scenario its own id"))
+    if not SCENARIO_FILE.match(name):
+        errors.insert(0, ScenarioError(name, None, "file name",
+                                       "use lowercase letters, digits and hyphens ending in .yaml, e.g. my-scenario.yaml"))
+    return (None if errors else scenario), errors
+
+
+def save_scenario_text(text: str, file_name: str, folder: Path, library: Catalog, replacing: str | None = None) -> Scenario:
+    """Write a scenario file only if the text is valid; otherwise raise and write nothing.
+
+    Args:
+        replacing: The file name that was opened for editing (overwriting any other existing file is refused).
+
+    Raises:
+        ValidationErrors: the text has problems (nothing written).
+        RoleplayError: the file exists and is not the one being edited.
+    """
+    if not SCENARIO_FILE.match(file_name or ""):
+        raise RoleplayError(f"file name '{file_name}': use lowercase letters, digits and hyphens ending in .yaml, "
+                            "e.g. my-scenario.yaml")
+    scenario, errors = check_scenario_text(text, file_name, library)
+    if errors or scenario is None:
+        raise ValidationErrors(errors)
+    target = folder / file_name
+    if target.exists() and file_name != replacing:
+        raise RoleplayError(f"{file_name} already exists; open it first to change it, or pick a new name")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    tmp.replace(target)  # atomic: a reader never sees half a file
+    return scenario

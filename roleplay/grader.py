@@ -399,11 +399,11 @@ def make_judge(offline: bool = False, exemplars: Any = None) -> Judge:
     cfg = settings()
     if offline or not cfg.use_llm:
         return OfflineJudge()
-    from roleplay.llm import OpenAIChatModel
+    from roleplay.llm import shared_model
 
     if exemplars is None:
         exemplars = _default_exemplars(cfg)
-    return LLMJudge(OpenAIChatModel.from_settings(cfg), exemplars=exemplars, model_name=cfg.model)
+    return LLMJudge(shared_model(cfg), exemplars=exemplars, model_name=cfg.model)
 
 
 def _default_exemplars(cfg: Any) -> Any:

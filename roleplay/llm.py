@@ -8,6 +8,8 @@ check.
 
 from __future__ import annotations
 
+import functools
+
 import base64
 import json
 import logging
@@ -384,7 +386,7 @@ class OpenAIChatModel(ChatModel):
             ProviderError: The endpoint failed, or both replies were unusable (`last_reply` holds the second).
         """
         gen = gen or DEFAULT_GENERATION
-        schema_json = schema.model_json_schema()
+        schema_json = _schema_of(schema)
         extra: dict[str, Any] = {}
         convo: list[Message] = list(messages)
         if self.structured_mode == "json_schema":
@@ -812,3 +814,15 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_of(schema: type[BaseModel]) -> dict[str, Any]:
+    """JSON Schema of a response model, built once per class (building it costs about a millisecond)."""
+    return schema.model_json_schema()
+
+
+@functools.lru_cache(maxsize=8)
+def shared_model(settings: Settings) -> OpenAIChatModel:
+    """One client per configuration and process, so connections are reused across sessions."""
+    return OpenAIChatModel.from_settings(settings)

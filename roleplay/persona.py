@@ -340,9 +340,19 @@ def _distinctive(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]{6,}", text.lower())}
 
 
+def _known_words(conv: Conversation) -> set[str]:
+    """Distinctive words the learner already knows (briefing, background, the conversation), grown per turn."""
+    cache = conv.__dict__.setdefault("_known", {"turns": 0, "words": _distinctive(
+        conv.scenario.briefing + " " + conv.scenario.persona.background)})
+    turns = conv.transcript.turns
+    for turn in turns[cache["turns"]:]:
+        cache["words"] |= _distinctive(turn.text)
+    cache["turns"] = len(turns)
+    return cache["words"]
+
+
 def _leaks(conv: Conversation, text: str) -> bool:
-    known = _distinctive(conv.scenario.briefing + " " + conv.scenario.persona.background + " "
-                         + " ".join(t.text for t in conv.transcript.turns))
+    known = _known_words(conv)
     said = _distinctive(text)
     for fact in conv.scenario.hidden_facts:
         if fact.id in conv.state.revealed_ids:

@@ -21,9 +21,9 @@ def make_voice(cfg: Settings | None = None, offline: bool = False) -> Voice:
     cfg = cfg or settings()
     if offline or not cfg.use_llm:
         return OfflineVoice()
-    from roleplay.llm import GenerationSettings, OpenAIChatModel
+    from roleplay.llm import GenerationSettings, shared_model
 
-    return LLMVoice(OpenAIChatModel.from_settings(cfg), GenerationSettings(temperature=0.8))
+    return LLMVoice(shared_model(cfg), GenerationSettings(temperature=0.8))
 
 
 def engine_notice(voice: Voice, cfg: Settings | None = None) -> str:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from roleplay.ui.app import build_app
+from roleplay.ui.app import build_app, launch_options
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "launch_options"]

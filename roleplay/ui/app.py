@@ -52,7 +52,12 @@ def build_app() -> gr.Blocks:
             fn, inputs, outputs = page["enter"]
             demo.load(fn, inputs, outputs)
             tab.select(fn, inputs, outputs)
+    # Gradio runs one event per listener at a time by default: every learner's turn would wait for everyone else's.
+    demo.queue(default_concurrency_limit=CONCURRENCY)
     return demo
+
+
+CONCURRENCY = int(os.environ.get("ROLEPLAY_CONCURRENCY", "64"))
 
 
 def launch_options() -> dict[str, Any]:

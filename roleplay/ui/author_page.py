@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from roleplay.catalog import load_catalog
+from roleplay.catalog import check_scenario_text, save_scenario_text
 from roleplay.config import settings
-from roleplay.errors import ScenarioError
+from roleplay.errors import RoleplayError, ScenarioError, ValidationErrors
 from roleplay.library import catalog
 from roleplay.persona import Conversation
 from roleplay.practice import engine_notice, make_voice
@@ -22,7 +19,6 @@ from roleplay.ui.common import gate, handler, require
 
 PAGE = "Author"
 ROLES = ("designer",)
-FILE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}\.ya?ml$")
 Messages = list[dict[str, Any]]
 
 
@@ -33,25 +29,8 @@ def scenario_files() -> list[str]:
 
 
 def check(text: str, file_name: str) -> tuple[Scenario | None, list[ScenarioError]]:
-    """Validate scenario text exactly as the catalog would load it (syntax, fields, rubric, ids across files)."""
-    name = file_name if FILE_NAME.match(file_name or "") else "scenario.yaml"
-    with tempfile.TemporaryDirectory() as d:
-        folder = Path(d) / "scenarios"
-        folder.mkdir()
-        path = folder / name
-        path.write_text(text or "", encoding="utf-8")
-        cat = load_catalog([path], rubric_dirs=[settings().rubrics_dir])
-    errors = list(cat.errors)
-    scenario = next(iter(cat.scenarios.values()), None)
-    if not errors and scenario is None:
-        errors.append(ScenarioError(name, 1, "", "this is not a scenario (it has no `persona:`); the Author page edits "
-                                                  "scenarios"))
-    if scenario is not None:
-        other = catalog().sources.get(f"scenario:{scenario.id}")
-        if other is not None and other.name != name:
-            errors.append(ScenarioError(name, 1, "id", f"scenario id '{scenario.id}' is already used by {other.name}; "
-                                                        "give this scenario its own id"))
-    return (None if errors else scenario), errors
+    """Validate scenario text as the catalog would load it."""
+    return check_scenario_text(text, file_name, catalog())
 
 
 def problems_html(errors: list[ScenarioError], file_name: str) -> str:
@@ -96,9 +75,6 @@ def validate(text: str, file_name: str, request: gr.Request) -> tuple[Any, ...]:
     """Live validation as the designer types: problems with line numbers; Save only when valid."""
     require(request, PAGE, *ROLES)
     _, errors = check(text, file_name)
-    if not FILE_NAME.match(file_name or ""):
-        errors = [*errors, ScenarioError(file_name or "", None, "file name",
-                                         "use lowercase letters, digits and hyphens ending in .yaml, e.g. my-scenario.yaml")]
     return problems_html(errors, file_name), gr.update(interactive=not errors)
 
 
@@ -106,21 +82,16 @@ def validate(text: str, file_name: str, request: gr.Request) -> tuple[Any, ...]:
 def save(text: str, file_name: str, opened: str | None, request: gr.Request) -> tuple[Any, ...]:
     """Write the scenario to the scenarios directory, only when it is valid; otherwise write nothing."""
     require(request, PAGE, *ROLES)
-    if not FILE_NAME.match(file_name or ""):
-        raise gr.Error("Not saved: use a file name of lowercase letters, digits and hyphens ending in .yaml.",
-                       title="Not saved", print_exception=False)
-    scenario, errors = check(text, file_name)
-    if errors or scenario is None:
-        first = errors[0] if errors else None
-        where = f" (first: line {first.line}: {first.problem})" if first else ""
-        raise gr.Error(f"Not saved: the scenario has {len(errors)} problem(s){where}. Nothing was written.",
-                       title="Not saved", print_exception=False)
-    target = settings().scenarios_dir / file_name
-    if target.exists() and file_name != opened:
-        raise gr.Error(f"Not saved: {file_name} already exists; open it first to change it, or pick a new name.",
-                       title="Not saved", print_exception=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    try:
+        scenario = save_scenario_text(text, file_name, settings().scenarios_dir, catalog(), replacing=opened)
+    except ValidationErrors as exc:
+        first = exc.errors[0] if exc.errors else None
+        where = f" (first: line {first.line}: {first.problem})" if first and first.line else (
+            f" ({first.problem})" if first else "")
+        raise gr.Error(f"Not saved: the scenario has {len(exc.errors)} problem(s){where}. Nothing was written.",
+                       title="Not saved", print_exception=False) from None
+    except RoleplayError as exc:
+        raise gr.Error(f"Not saved: {exc}", title="Not saved", print_exception=False) from None
     catalog.cache_clear()  # learners see the change on their next visit to Practice
     gr.Info(f"Saved {file_name}.")
     return (f'<div class="rp-drift ok" id="author-saved">✓ Saved {render.esc(file_name)} ({scenario.title}).</div>',
@@ -164,26 +135,25 @@ def _preview_state(conv: Any) -> str:
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
     gate_md = gr.Markdown("", elem_id="author-gate")
-    with gr.Column(visible=False, elem_id="author-body") as body:
-        with gr.Row():
-            with gr.Column(scale=3):
-                with gr.Row():
-                    files = gr.Dropdown(choices=[], value=None, label="Open scenario file", elem_id="author-file")
-                    file_name = gr.Textbox(label="Save as (file name)", placeholder="my-scenario.yaml",
-                                           elem_id="author-filename")
-                editor = gr.Code(value="", language="yaml", label="Scenario YAML", lines=28, max_lines=28,
-                                 elem_id="author-editor", interactive=True)
-                problems = gr.HTML("", elem_id="author-problems")
-                save_btn = gr.Button("Save", variant="primary", interactive=False, elem_id="author-save")
-                saved = gr.HTML("", elem_id="author-result")
-            with gr.Column(scale=2):
-                gr.Markdown("#### Preview the persona\nTalk to the edited persona (nothing is stored).")
-                level = gr.Radio(list(LEVELS), value="intermediate", label="Level", elem_id="author-level")
-                preview_btn = gr.Button("Start preview", elem_id="author-preview-start")
-                engine = gr.Markdown("", elem_id="author-engine")
-                chat = gr.Chatbot(label="Preview", elem_id="author-chat", height=360)
-                line = gr.Textbox(label="Your line", interactive=False, elem_id="author-input")
-                state_md = gr.Markdown("", elem_id="author-preview-state")
+    with gr.Column(visible=False, elem_id="author-body") as body, gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                files = gr.Dropdown(choices=[], value=None, label="Open scenario file", elem_id="author-file")
+                file_name = gr.Textbox(label="Save as (file name)", placeholder="my-scenario.yaml",
+                                       elem_id="author-filename")
+            editor = gr.Code(value="", language="yaml", label="Scenario YAML", lines=28, max_lines=28,
+                             elem_id="author-editor", interactive=True)
+            problems = gr.HTML("", elem_id="author-problems")
+            save_btn = gr.Button("Save", variant="primary", interactive=False, elem_id="author-save")
+            saved = gr.HTML("", elem_id="author-result")
+        with gr.Column(scale=2):
+            gr.Markdown("#### Preview the persona\nTalk to the edited persona (nothing is stored).")
+            level = gr.Radio(list(LEVELS), value="intermediate", label="Level", elem_id="author-level")
+            preview_btn = gr.Button("Start preview", elem_id="author-preview-start")
+            engine = gr.Markdown("", elem_id="author-engine")
+            chat = gr.Chatbot(label="Preview", elem_id="author-chat", height=360)
+            line = gr.Textbox(label="Your line", interactive=False, elem_id="author-input")
+            state_md = gr.Markdown("", elem_id="author-preview-state")
     opened = gr.State(None)
     conv = gr.State(None)
 

@@ -6,9 +6,9 @@ import threading
 from typing import Any
 
 import gradio as gr
-import pandas as pd
 
 from roleplay.calibration import CalibrationService
+from roleplay.errors import RoleplayError
 from roleplay.library import catalog
 from roleplay.ui import render
 from roleplay.ui.common import gate, handler, require, store
@@ -40,8 +40,9 @@ def _anchor_outputs(username: str) -> tuple[Any, ...]:
     anchor = svc.next_blind(username)
     if anchor is None:
         total = len(svc.anchors())
-        return (None, f"### All {total} anchors scored\nYou have scored every anchor transcript; the dashboard "
-                      "below shows how you agree with the grader and your colleagues.", "",
+        done = (f"### All {total} anchors scored\nYou have scored every anchor transcript; the dashboard below shows "
+                "how you agree with the grader and your colleagues.")
+        return (None, done, "",
                 *[gr.update(visible=False, value=None) for _ in range(SLOTS)], gr.update(interactive=False))
     scn = catalog().scenarios.get(anchor.scenario_id)
     names = _names(anchor.rubric_id)
@@ -77,7 +78,7 @@ def _report_outputs() -> tuple[Any, ...]:
             names.setdefault(c.id, c.name)
     o = rep.overall_vs_grader
     drift_cls = "bad" if rep.drifting else "ok"
-    drift_text = (f"⚠ Grader drift: facilitators changed {rep.recent_disagreement:.0%} of criterion levels in recent "
+    drift_text = (f"Grader drift: facilitators changed {rep.recent_disagreement:.0%} of criterion levels in recent "
                   f"approved reviews (threshold {rep.drift_threshold:.0%}). Recalibrate or review the rubric."
                   if rep.drifting else
                   (f"No drift flag: recent disagreement {_pct(rep.recent_disagreement)} "
@@ -90,12 +91,10 @@ def _report_outputs() -> tuple[Any, ...]:
         for metric, value in (("QWK", a.qwk), ("exact", a.exact), ("adjacent", a.adjacent)):
             if value is not None:
                 rows.append({"criterion": names.get(cid, cid), "metric": metric, "value": value})
-    per_criterion = pd.DataFrame(rows, columns=["criterion", "metric", "value"])
+    per_criterion = render.frame(rows, {"criterion": "str", "metric": "str", "value": "float64"})
     heat = render.heatmap_html(o.confusion, "facilitator", "grader", "Facilitator vs grader levels (all criteria)")
-    drift = pd.DataFrame(
-        [{"week": p.week, "share": p.disagreement, "series": "levels changed"} for p in rep.drift]
-        + [{"week": p.week, "share": rep.drift_threshold, "series": "threshold"} for p in rep.drift],
-        columns=["week", "share", "series"])
+    drift = render.frame([{"week": p.week, "share": p.disagreement} for p in rep.drift],
+                         {"week": "str", "share": "float64"})
     table = []
     for cid in sorted(set(rep.facilitator_vs_grader) | set(rep.between_facilitators)):
         g, b = rep.facilitator_vs_grader.get(cid), rep.between_facilitators.get(cid)
@@ -116,7 +115,12 @@ def enter(request: gr.Request) -> tuple[Any, ...]:
     if message:
         return (message, body, *[gr.update()] * (5 + SLOTS + 6))
     person = require(request, PAGE, *ROLES)
-    return ("", body, *_anchor_outputs(person.username), "", *_report_outputs())
+    try:
+        return ("", body, *_anchor_outputs(person.username), "", *_report_outputs())
+    except RoleplayError as exc:  # e.g. no anchor transcripts installed: say so on the page
+        return ("", body, None, f"**Calibration is not available:** {exc}", "",
+                *[gr.update(visible=False, value=None) for _ in range(SLOTS)], gr.update(interactive=False), "",
+                "", "", None, "", None, [])
 
 
 @handler
@@ -169,9 +173,9 @@ def build() -> dict[str, Any]:
                                            title="Facilitators vs grader, per criterion", height=300,
                                            x_label_angle=-20, elem_id="calibrate-agreement-plot")
             heat = gr.HTML("", elem_id="calibrate-heatmap")
-        drift = gr.LinePlot(x="week", y="share", color="series", y_lim=[0, 1], height=260,
-                            title="Drift: share of criterion levels facilitators changed, per week",
-                            elem_id="calibrate-drift-plot")
+        drift = gr.BarPlot(x="week", y="share", y_lim=[0, 1], height=260,
+                           title="Drift: share of criterion levels facilitators changed in approved reviews, per week",
+                           elem_id="calibrate-drift-plot")
         table = gr.Dataframe(headers=["Criterion", "n (vs grader)", "QWK", "exact", "adjacent", "mean diff",
                                       "n (between facilitators)", "QWK", "exact"],
                              value=[], interactive=False, elem_id="calibrate-table")

@@ -36,11 +36,13 @@ def signed_in(request: Any) -> Person:
     """The signed-in person, read on the server from the request; refuses anonymous or unknown users."""
     name = username_of(request)
     if not name:
-        raise gr.Error("Sign in first: this app needs an account (ask your facilitator for one).", title="Not signed in", print_exception=False)
+        raise gr.Error("Sign in first: this app needs an account (ask your facilitator for one).",
+                       title="Not signed in", print_exception=False)
     try:
         return store().person(name)
     except NotFoundError:
-        raise gr.Error(f"'{name}' has no account here; ask an administrator to add you.", title="Unknown user", print_exception=False) from None
+        raise gr.Error(f"'{name}' has no account here; ask an administrator to add you.",
+                       title="Unknown user", print_exception=False) from None
 
 
 def refusal(person: Person, page: str, roles: tuple[str, ...]) -> str:
@@ -61,13 +63,13 @@ def gate(request: Any, page: str, *roles: str) -> tuple[str, Any]:
     """The gate message and body visibility of a page for the signed-in person (no exception)."""
     name = username_of(request)
     if not name:
-        return "🔒 Sign in to use this page.", gr.update(visible=False)
+        return "Sign in to use this page.", gr.update(visible=False)
     try:
         person = store().person(name)
     except NotFoundError:
-        return f"🔒 '{name}' has no account here.", gr.update(visible=False)
+        return f"'{name}' has no account here.", gr.update(visible=False)
     if person.role not in roles:
-        return f"🔒 {refusal(person, page, roles)}", gr.update(visible=False)
+        return f"**Not available:** {refusal(person, page, roles)}", gr.update(visible=False)
     return "", gr.update(visible=True)
 
 
@@ -107,13 +109,23 @@ def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def auth_callable() -> Callable[[str, str], bool]:
-    """The `launch(auth=...)` check: the store's password check."""
-    def check(username: str, password: str) -> bool:
+def auth_callable() -> Callable[[str, str], Any]:
+    """The `launch(auth=...)` check: the store's password check, run in a worker thread.
+
+    Gradio awaits an async check; hashing a password takes tens of milliseconds of CPU and would otherwise
+    block every other request on the event loop.
+    """
+    import asyncio
+
+    def check_sync(username: str, password: str) -> bool:
         try:
             return store().authenticate(username, password) is not None
         except RoleplayError:
             return False
+
+    async def check(username: str, password: str) -> bool:
+        return await asyncio.to_thread(check_sync, username, password)
+
     return check
 
 
@@ -140,3 +152,11 @@ def review_of_session(service: Any, session_id: str) -> Any:
         if view.session_id == session_id:
             found = view
     return found
+
+
+def certification_service() -> Any:
+    """The certification programme on the configured store (approved results come from the review service)."""
+    from roleplay.certification import CertificationService, load_programme
+    from roleplay.library import catalog
+
+    return CertificationService(store(), load_programme(), catalog(), review_service())

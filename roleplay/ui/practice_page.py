@@ -9,12 +9,21 @@ from typing import Any
 
 import gradio as gr
 
+from roleplay.errors import RoleplayError
 from roleplay.grader import grade_session, make_judge, transcript_of_session
 from roleplay.library import catalog
 from roleplay.practice import engine_notice, get_run, make_voice, remember_run, start_practice
 from roleplay.scenario import LEVELS, SPRINTS
 from roleplay.ui import render
-from roleplay.ui.common import gate, handler, require, review_of_session, review_service, store
+from roleplay.ui.common import (
+    certification_service,
+    gate,
+    handler,
+    require,
+    review_of_session,
+    review_service,
+    store,
+)
 
 PAGE = "Practice"
 ROLES = ("learner",)
@@ -59,11 +68,13 @@ def _status(run: Any) -> str:
     usage = run.usage()
     tokens = ""
     if run.conversation.voice.name != "offline":
-        tokens = (f" · tokens so far: {usage['prompt_tokens'] + usage['completion_tokens']}"
-                  f" ({usage['counting']}), about ${usage['estimated_cost']:.4f}")
+        cost = usage.get("estimated_cost")
+        tokens = (f" · tokens so far: {usage['prompt_tokens'] + usage['completion_tokens']}; counting: {usage['counting']}"
+                  + (f", estimated cost {cost:.4f}" if cost is not None else ""))
     if st.ended:
         why = {"success": "the conversation reached a good close", "walkout": "the persona ended the meeting",
-               "timeout": "the time for this meeting ran out", "learner": "you ended it"}.get(st.end_reason or "", st.end_reason)
+               "timeout": "the time for this meeting ran out",
+               "learner": "you ended it"}.get(st.end_reason or "", st.end_reason)
         return (f"**The conversation has ended** ({why}) after {st.learner_turns} of your turns. "
                 "Press **End session & get feedback** to send it for grading." + tokens)
     return f"Turn {st.learner_turns} of {run.conversation.level.max_turns}{tokens}"
@@ -91,12 +102,28 @@ def _download_path(session_id: str) -> str:
 
 def feedback_html(session_id: str) -> str:
     """What the learner may see about a session's grade: pending, rejected, or the approved feedback."""
+    return _review_html(session_id) + _reflections_html(session_id)
+
+
+def _reflections_html(session_id: str) -> str:
+    try:
+        notes = certification_service().reflections(session_id)
+    except RoleplayError:
+        return ""  # certification not configured: no buddy reflections to show
+    if not notes:
+        return ""
+    items = "".join(f"<li><b>{render.esc(r.author)}</b> ({render.when(r.created_at)}): {render.esc(r.note)}</li>"
+                    for r in notes)
+    return f'<div id="practice-reflections"><h4>Reflections from your learning buddy</h4><ul>{items}</ul></div>'
+
+
+def _review_html(session_id: str) -> str:
     svc = review_service()
     view = review_of_session(svc, session_id)
     if view is None:
         return ""
     if view.status == "pending":
-        return ('<div class="rp-pending" id="practice-pending">⏳ Awaiting facilitator review. Your feedback appears '
+        return ('<div class="rp-pending" id="practice-pending">Awaiting facilitator review. Your feedback appears '
                 "here (and on the Progress page) once a facilitator approves it.</div>")
     if view.status == "rejected":
         return (f'<div class="rp-rejected">This session was not accepted by {render.esc(view.decided_by)}: '
@@ -219,33 +246,46 @@ def open_session(session_id: str | None, request: gr.Request) -> tuple[Any, ...]
             gr.update(value=_download_path(sess.id), visible=bool(sess.turns)), "")
 
 
+@handler
+def share(session_id: str | None, request: gr.Request) -> str:
+    """Share the current session with the learner's buddy (who can read it and add reflections)."""
+    person = require(request, PAGE, *ROLES)
+    sess = _own_session(session_id, person)
+    svc = certification_service()
+    svc.share_session(person.username, sess.id)
+    buddy = svc.buddy_of(person.username)
+    gr.Info(f"Shared with {buddy}.")
+    return f"Shared with your learning buddy **{buddy}**; their reflections appear under this session's feedback."
+
+
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
     gate_md = gr.Markdown("", elem_id="practice-gate")
-    with gr.Column(visible=False, elem_id="practice-body") as body:
-        with gr.Row():
-            with gr.Column(scale=2):
-                scenario = gr.Dropdown(choices=[], value=None, label="Scenario (grouped by sprint)",
-                                       elem_id="practice-scenario")
-                level = gr.Radio(list(LEVELS), value="intermediate", label="Level", elem_id="practice-level")
-                brief = gr.Markdown("Pick a scenario.", elem_id="practice-briefing")
-                start_btn = gr.Button("Start session", variant="primary", elem_id="practice-start")
-                notice = gr.Markdown("", elem_id="practice-engine")
-                with gr.Accordion("My sessions", open=False, elem_id="practice-history"):
-                    sessions = gr.Dropdown(choices=[], value=None, label="Open a session", elem_id="practice-sessions")
-            with gr.Column(scale=3):
-                status = gr.Markdown("", elem_id="practice-status")
-                chat = gr.Chatbot(label="Conversation", elem_id="practice-chat", height=440, buttons=["copy_all"])
-                with gr.Row():
-                    box = gr.Textbox(label="Your line", placeholder="Say something to the persona…", interactive=False,
-                                     elem_id="practice-input", scale=5, lines=1)
-                    send_btn = gr.Button("Send", interactive=False, elem_id="practice-send", scale=1)
-                with gr.Row():
-                    end_btn = gr.Button("End session & get feedback", interactive=False, variant="stop",
-                                        elem_id="practice-end")
-                    download = gr.DownloadButton("Download transcript", visible=False, elem_id="practice-download")
-                    refresh = gr.Button("Check for feedback", elem_id="practice-refresh")
-                feedback = gr.HTML("", elem_id="practice-feedback")
+    with gr.Column(visible=False, elem_id="practice-body") as body, gr.Row():
+        with gr.Column(scale=2):
+            scenario = gr.Dropdown(choices=[], value=None, label="Scenario (grouped by sprint)",
+                                   elem_id="practice-scenario")
+            level = gr.Radio(list(LEVELS), value="intermediate", label="Level", elem_id="practice-level")
+            brief = gr.Markdown("Pick a scenario.", elem_id="practice-briefing")
+            start_btn = gr.Button("Start session", variant="primary", elem_id="practice-start")
+            notice = gr.Markdown("", elem_id="practice-engine")
+            with gr.Accordion("My sessions", open=False, elem_id="practice-history"):
+                sessions = gr.Dropdown(choices=[], value=None, label="Open a session", elem_id="practice-sessions")
+        with gr.Column(scale=3):
+            status = gr.Markdown("", elem_id="practice-status")
+            chat = gr.Chatbot(label="Conversation", elem_id="practice-chat", height=440, buttons=["copy_all"])
+            with gr.Row():
+                box = gr.Textbox(label="Your line", placeholder="Say something to the persona…", interactive=False,
+                                 elem_id="practice-input", scale=5, lines=1)
+                send_btn = gr.Button("Send", interactive=False, elem_id="practice-send", scale=1)
+            with gr.Row():
+                end_btn = gr.Button("End session & get feedback", interactive=False, variant="stop",
+                                    elem_id="practice-end")
+                download = gr.DownloadButton("Download transcript", visible=False, elem_id="practice-download")
+                refresh = gr.Button("Check for feedback", elem_id="practice-refresh")
+                share_btn = gr.Button("Share with my buddy", elem_id="practice-share")
+            share_md = gr.Markdown("", elem_id="practice-shared")
+            feedback = gr.HTML("", elem_id="practice-feedback")
     session_id = gr.State(None)
 
     scenario.change(show_briefing, scenario, brief)
@@ -255,5 +295,6 @@ def build() -> dict[str, Any]:
         trigger(send, [box, chat, session_id], [chat, box, status, send_btn])
     end_btn.click(end, session_id, [status, feedback, box, send_btn, end_btn, download, sessions])
     refresh.click(refresh_feedback, session_id, feedback)
+    share_btn.click(share, session_id, share_md)
     sessions.input(open_session, sessions, [chat, session_id, status, feedback, box, send_btn, end_btn, download, notice])
     return {"gate": gate_md, "body": body, "enter": (enter, [scenario], [gate_md, body, scenario, brief, sessions])}

@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Any
 
 CSS = """
-.rp-transcript {display: flex; flex-direction: column; gap: 6px; max-height: 560px; overflow-y: auto; padding: 4px;}
+.rp-transcript {display: flex; flex-direction: column; gap: 6px; max-height: 900px; overflow-y: auto; padding: 4px;}
 .rp-turn {padding: 6px 10px; border-radius: 8px; line-height: 1.45;}
 .rp-turn .rp-who {font-weight: 600; font-size: 0.85em; opacity: 0.75; display: block;}
 .rp-turn.learner {background: var(--color-accent-soft, #eef2ff); margin-left: 12%;}
-.rp-turn.persona {background: var(--block-background-fill, #f4f4f5); margin-right: 12%; border: 1px solid var(--border-color-primary, #e4e4e7);}
+.rp-turn.persona {background: var(--block-background-fill, #f4f4f5); margin-right: 12%;
+                  border: 1px solid var(--border-color-primary, #e4e4e7);}
 .rp-transcript mark {background: #fde68a; color: #111; padding: 0 2px; border-radius: 3px;}
 .rp-grade {display: flex; flex-direction: column; gap: 8px;}
 .rp-summary {font-weight: 600; padding: 8px 10px; border-radius: 8px;}
@@ -53,7 +54,7 @@ def _spans(text: str, quotes: Iterable[str]) -> list[tuple[int, int]]:
         if not words:
             continue
         pattern = r"\s+".join("".join("['’]" if ch in "'’" else re.escape(ch) for ch in w) for w in words)
-        for m in re.finditer(pattern, text, re.I):
+        for m in re.finditer(pattern, text, re.IGNORECASE):
             found.append(m.span())
     found.sort()
     merged: list[tuple[int, int]] = []
@@ -122,11 +123,13 @@ def grade_html(grade: Any, rubric: Any, ai_grade: Any = None, show_checks: bool 
             quotes = '<div class="rp-quote">(no quote)</div>'
         checks = ""
         if show_checks and c.checks:
-            checks = "<div><small>Checks: " + ", ".join(f"{esc(k.id)}: {esc(k.answer)}" for k in c.checks) + "</small></div>"
+            answers = ", ".join(f"{esc(k.id)}: {esc(k.answer)}" for k in c.checks)
+            checks = f"<div><small>Checks: {answers}</small></div>"
         out.append(
-            f'<div class="rp-crit" data-criterion="{esc(c.criterion_id)}"><h4>{esc(names.get(c.criterion_id, c.criterion_id))}'
+            f'<div class="rp-crit" data-criterion="{esc(c.criterion_id)}">'
+            f"<h4>{esc(names.get(c.criterion_id, c.criterion_id))}"
             f'{_level(c.level)}{changed}{unsupported}</h4>{quotes}<div>{esc(c.rationale)}</div>{checks}'
-            f'<div class="rp-better">💡 Better: {esc(c.better_alternative)}</div></div>'
+            f'<div class="rp-better"><b>Better:</b> {esc(c.better_alternative)}</div></div>'
         )
     if getattr(grade, "flagged", None):
         out.append('<div class="rp-crit"><b>Ignored (addressed the grader):</b> '
@@ -174,3 +177,16 @@ def heatmap_html(matrix: Sequence[Sequence[int]], rows: str, cols: str, title: s
     caption = f"<caption style='caption-side: top; text-align: left;'><b>{esc(title)}</b></caption>" if title else ""
     return (f'<table class="rp-heat">{caption}<tr><th style="font-size:0.75em">{esc(rows)} ↓ / {esc(cols)} →</th>'
             f"{head}</tr>{''.join(body)}</table>")
+
+
+def frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> Any:
+    """A pandas DataFrame for a Gradio plot with fixed column types; None when there is nothing to plot.
+
+    None rather than an empty frame: a Gradio 6 plot that first receives an empty frame keeps an empty colour
+    domain and draws no points when data arrives later.
+    """
+    import pandas as pd
+
+    if not rows:
+        return None
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)

@@ -10,7 +10,7 @@ from roleplay.grader import transcript_of_session
 from roleplay.library import catalog
 from roleplay.review import CriterionEdit
 from roleplay.ui import render
-from roleplay.ui.common import gate, handler, require, review_service, store
+from roleplay.ui.common import certification_service, gate, handler, require, review_service, store
 
 PAGE = "Review"
 ROLES = ("facilitator",)
@@ -35,8 +35,8 @@ def _queue(status: str | None, keep: int | None = None) -> tuple[list[list[Any]]
         choices.append((f"#{v.review_id} · {v.learner} · {titles.get(v.scenario_id, v.scenario_id)} ({v.status})",
                         v.review_id))
     if extra is not None:
-        choices.append((f"#{extra.review_id} · {extra.learner} · "
-                        f"{titles.get(extra.scenario_id, extra.scenario_id)} ({extra.status})", extra.review_id))
+        label = f"#{extra.review_id} · {extra.learner} · {titles.get(extra.scenario_id, extra.scenario_id)} ({extra.status})"
+        choices.append((label, extra.review_id))
     return rows, choices
 
 
@@ -60,11 +60,12 @@ def _view_outputs(review_id: int) -> tuple[Any, ...]:
                                    persona=scn.persona.name if scn else "Persona"),
             grade, render.history_md(view.history, names), view.version,
             gr.update(choices=[(c.name, c.id) for c in rubric.criteria], value=None, interactive=pending),
-            act, act, act)
+            gr.update(value=None), "", "", act, act, act)
 
 
 EMPTY_VIEW = ("Pick a review from the queue.", "", "", "", None, gr.update(choices=[], value=None),
-              gr.update(interactive=False), gr.update(interactive=False), gr.update(interactive=False))
+              gr.update(value=None), "", "", gr.update(interactive=False), gr.update(interactive=False),
+              gr.update(interactive=False))
 
 
 # --- handlers ---------------------------------------------------------------------------------------
@@ -161,6 +162,41 @@ def reject(review_id: int | None, version: int | None, comment: str, status: str
     return _decide("reject", review_id, version, comment, status, request)
 
 
+def _ready_choices() -> list[tuple[str, str]]:
+    """(label, 'learner|sprint') for every learner sprint ready for sign-off."""
+    svc = certification_service()
+    out = []
+    for person in store().people():
+        if person.role != "learner":
+            continue
+        for s in svc.status(person.username).sprints:
+            if s.ready_for_sign_off:
+                out.append((f"{person.username} · {s.title} ({s.level}, {s.approved_passing} approved passing)",
+                            f"{person.username}|{s.sprint}"))
+    return out
+
+
+@handler
+def load_sign_offs(request: gr.Request) -> Any:
+    """Learners whose sprints are ready for a facilitator's sign-off."""
+    require(request, PAGE, *ROLES)
+    return gr.update(choices=_ready_choices(), value=None)
+
+
+@handler
+def sign_off(choice: str | None, comment: str, request: gr.Request) -> tuple[Any, ...]:
+    """Certify a learner's sprint with a written comment; the credential is issued and drills scheduled."""
+    person = require(request, PAGE, *ROLES)
+    if not choice or "|" not in choice:
+        raise gr.Error("Pick a learner and sprint that are ready for sign-off.", print_exception=False)
+    learner, sprint = choice.split("|", 1)
+    cert = certification_service().sign_off(sprint, learner, person.username, comment)
+    drills = ", ".join(f"{d.scenario_title} on {d.due_on.isoformat()}" for d in cert.drills) or "none"
+    gr.Info(f"{learner} is certified in {sprint}.")
+    return (f"**{learner}** certified in **{sprint}** at {cert.level}; credential issued. Drills scheduled: {drills}.",
+            gr.update(choices=_ready_choices(), value=None), "")
+
+
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
     gate_md = gr.Markdown("", elem_id="review-gate")
@@ -194,9 +230,18 @@ def build() -> dict[str, Any]:
                     reject_btn = gr.Button("Reject", variant="stop", elem_id="review-reject", interactive=False)
                 gr.Markdown("#### History")
                 history = gr.Markdown("", elem_id="review-history")
+        with gr.Accordion("Certification sign-off", open=False, elem_id="review-signoff-panel"):
+            with gr.Row():
+                ready = gr.Dropdown(choices=[], value=None, label="Ready for sign-off", elem_id="review-ready", scale=3)
+                ready_refresh = gr.Button("Refresh", elem_id="review-ready-refresh", scale=1)
+            signoff_comment = gr.Textbox(label="Written comment for the learner (required)", lines=2,
+                                         elem_id="review-signoff-comment")
+            signoff_btn = gr.Button("Sign off and issue credential", variant="primary", elem_id="review-signoff")
+            signoff_md = gr.Markdown("", elem_id="review-signoff-result")
     version = gr.State(None)
 
-    view = [header, transcript, grade, history, version, criterion, save_btn, approve_btn, reject_btn]
+    view = [header, transcript, grade, history, version, criterion, level, feedback, better, save_btn, approve_btn,
+            reject_btn]
     status.change(load_queue, status, [queue, pick])
     refresh.click(load_queue, status, [queue, pick])
     pick.input(open_review, pick, view)
@@ -205,4 +250,6 @@ def build() -> dict[str, Any]:
                    [*view, reason, queue, pick])
     approve_btn.click(approve, [pick, version, comment, status], [*view, comment, queue, pick])
     reject_btn.click(reject, [pick, version, comment, status], [*view, comment, queue, pick])
+    ready_refresh.click(load_sign_offs, None, ready)
+    signoff_btn.click(sign_off, [ready, signoff_comment], [signoff_md, ready, signoff_comment])
     return {"gate": gate_md, "body": body, "enter": (enter, [status], [gate_md, body, queue, pick])}

@@ -1,0 +1,191 @@
+"""3. Grading one 30-turn transcript with LLMJudge; 4. batch grading 1,000 transcripts with bounded concurrency."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from benchlib import LEARNER_LINES, SectionResult, StubProcess, chat_model, long_scenario, median, ms, pct, verdict
+
+EVIDENCE = LEARNER_LINES[2]  # a line every generated transcript contains, so quoted evidence always verifies
+BATCH_LATENCY = 0.200
+
+
+class Recording:
+    """Wraps a ChatModel's `structured`: keeps the last messages and the time spent inside it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.messages: list[dict[str, str]] = []
+        self.inside = 0.0
+
+    def structured(self, messages: Any, schema: Any, gen: Any = None) -> Any:
+        self.messages = [dict(m) for m in messages]
+        t = time.perf_counter()
+        try:
+            return self.inner.structured(messages, schema, gen)
+        finally:
+            self.inside += time.perf_counter() - t
+
+
+def judge_reply(rubric: Any) -> str:
+    """A valid JudgeReply for `rubric` whose evidence quotes a line present in every benchmark transcript."""
+    return json.dumps({"criteria": [{
+        "criterion_id": c.id,
+        "checks": [{"id": ch.id, "answer": "partial"} for ch in c.checks],
+        "level": 2,
+        "evidence": [EVIDENCE],
+        "rationale": f"Some {c.name.lower()}, not yet consistent across the conversation.",
+        "better_alternative": "What has the last month been like for you?",
+    } for c in rubric.criteria]})
+
+
+def configure_judge(stub: StubProcess, latency: float = 0.0) -> None:
+    from roleplay.library import catalog
+
+    cat = catalog()
+    stub.configure(latency=latency, json_replies={f"({r.id})": judge_reply(r) for r in cat.rubrics.values()})
+
+
+def transcript(scenario: Any, lines: list[str], seed: int = 0) -> Any:
+    """A transcript played with the offline engine (success disabled so every line is used)."""
+    from roleplay.persona import Conversation
+
+    conv = Conversation(long_scenario(scenario), "intermediate", seed=seed)
+    conv.open()
+    for line in lines:
+        conv.say(line)
+    return conv.transcript
+
+
+def run_single(stub: StubProcess, quick: bool = False) -> SectionResult:
+    from roleplay.grader import JudgeReply, LLMJudge, fence_transcript, render_rubric
+    from roleplay.library import catalog
+    from roleplay.tokens import counter_for
+
+    res = SectionResult("3", "Grading one 30-turn transcript (LLMJudge)")
+    configure_judge(stub)
+    cat = catalog()
+    scenario = cat.scenario("missed-deadlines")
+    rubric = cat.rubric_for(scenario)
+    tr = transcript(scenario, LEARNER_LINES[:30])
+    model = Recording(chat_model(stub.base_url))
+    judge = LLMJudge(model)
+
+    judge.grade(tr, rubric, scenario)  # warm-up
+    stub.reset()
+    grade = judge.grade(tr, rubric, scenario)
+    calls = stub.stats()["chat_requests"]
+
+    walls, outside = [], []
+    for _ in range(10 if quick else 40):
+        model.inside = 0.0
+        t = time.perf_counter()
+        judge.grade(tr, rubric, scenario)
+        wall = time.perf_counter() - t
+        walls.append(wall)
+        outside.append(wall - model.inside)
+
+    counter = counter_for("gpt-4o-mini")
+    prompt = counter.count_messages(model.messages)
+    transcript_tokens = counter.count(tr.to_text())
+    fenced_tokens = counter.count(fence_transcript(tr, "0" * 12))
+    rubric_tokens = counter.count(render_rubric(rubric))
+    schema_tokens = counter.count(json.dumps(JudgeReply.model_json_schema()))
+    other = prompt - transcript_tokens - rubric_tokens
+    exact = "exact" if not counter.estimated else "estimates"
+    res.line(f"transcript: {len(tr.turns)} turns ({len(tr.learner_turns)} learner), rubric '{rubric.id}' with "
+             f"{len(rubric.criteria)} criteria; exemplar anchors off (no exemplar store)")
+    res.line(f"LLM calls for one grade: {calls} counted by the stub (grade.calls = {grade.calls})")
+    res.line(f"token counts are {exact}: {counter.label()} (the gpt-4o-mini encoding is not in the local "
+             f"tiktoken cache)" if counter.estimated else f"token counts are exact: {counter.label()}")
+    res.line(f"prompt {prompt} tokens = transcript {transcript_tokens} (as fenced L/P lines: {fenced_tokens}) + "
+             f"rubric {rubric_tokens} + instructions, scenario briefing and message framing {other}; the "
+             f"JudgeReply JSON Schema sent as response_format adds ~{schema_tokens} more on endpoints that count it")
+    res.line(f"one grade against a zero-latency stub: {ms(median(walls))} median (p95 {ms(pct(walls, 95))}); "
+             f"judge work outside the model call {ms(median(outside))} (prompt, quote checks, scoring)")
+    res.row("LLM calls to grade a 30-turn transcript", str(calls), "1", verdict(calls == 1))
+    res.row(f"judge prompt tokens vs transcript + rubric ({'exact' if exact == 'exact' else 'estimate'})",
+            f"{prompt} vs {transcript_tokens} + {rubric_tokens} = {transcript_tokens + rubric_tokens} "
+            f"({prompt / (transcript_tokens + rubric_tokens):.2f}x)")
+    return res
+
+
+def run_batch(stub: StubProcess, quick: bool = False) -> SectionResult:
+    from roleplay.grader import JudgeReply, LLMJudge
+    from roleplay.library import catalog
+
+    res = SectionResult("4", "Batch grading with bounded concurrency")
+    total = 100 if quick else 1000
+    configure_judge(stub, latency=BATCH_LATENCY)
+    cat = catalog()
+    scenarios = sorted(cat.scenarios.values(), key=lambda s: s.id)
+    rng = random.Random(42)
+    distinct = []
+    for i in range(50 if quick else 100):
+        others = [ln for ln in LEARNER_LINES if ln != EVIDENCE]
+        lines = rng.sample(others, rng.randint(7, 15))
+        lines.insert(rng.randint(0, len(lines)), EVIDENCE)
+        scn = scenarios[i % len(scenarios)]
+        distinct.append((scn, transcript(scn, lines, seed=i)))
+    jobs = []
+    for i in range(total):
+        scn, tr = distinct[i % len(distinct)]
+        jobs.append((tr.model_copy(update={"session_id": f"bench-{i}"}), cat.rubric_for(scn), scn))
+    res.line(f"{total} transcripts ({len(distinct)} distinct conversations of 8-16 learner turns over "
+             f"{len(scenarios)} scenarios and {len(cat.rubrics)} rubrics), one shared OpenAIChatModel, "
+             f"stub answers each request after {BATCH_LATENCY * 1000:.0f} ms")
+
+    for workers in (16, 50):
+        model = chat_model(stub.base_url)
+        judge = LLMJudge(model)
+        judge.grade(*jobs[0])  # connection warm-up
+        stub.reset()
+        errors: list[str] = []
+        latencies: list[float] = []
+
+        def one(job: tuple[Any, Any, Any], judge: Any = judge, errors: list[str] = errors,
+                latencies: list[float] = latencies) -> int:
+            t = time.perf_counter()
+            try:
+                return judge.grade(*job).calls
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return 0
+            finally:
+                latencies.append(time.perf_counter() - t)
+
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            calls = sum(pool.map(one, jobs))
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        served = stub.stats()["chat_requests"]
+        model.close()
+        ideal = total * BATCH_LATENCY / workers
+        eff = ideal / wall
+        res.line(f"N={workers}: {wall:.2f} s wall vs ideal {ideal:.2f} s -> efficiency {eff:.0%}; "
+                 f"{served} requests served, {calls} judge calls, {len(errors)} errors; per grade "
+                 f"p50 {ms(median(latencies), 0)} / p95 {ms(pct(latencies, 95), 0)}; client CPU "
+                 f"{cpu:.2f} s ({cpu / total * 1000:.1f} ms per grade)")
+        if errors:
+            res.line(f"first error: {errors[0][:200]}")
+        res.row(f"batch {total} grades, N={workers}: wall vs ideal {total} x 0.2 s / {workers}",
+                f"{wall:.2f} s vs {ideal:.2f} s (efficiency {eff:.0%})")
+        cpu_per_grade = cpu / total
+    schema = []
+    for _ in range(50):
+        t = time.perf_counter()
+        JudgeReply.model_json_schema()
+        schema.append(time.perf_counter() - t)
+    res.line(f"all {total} grades share one process: at N=50 the client needs {cpu_per_grade * 1000:.1f} ms CPU per "
+             f"grade (openai SDK request/response handling, pydantic, quote checks) against an ideal pace of "
+             f"{BATCH_LATENCY / 50 * 1000:.1f} ms per grade, so the GIL caps throughput; "
+             f"{ms(median(schema))} of it is JudgeReply.model_json_schema(), rebuilt by OpenAIChatModel.structured() "
+             f"on every call")
+    return res

@@ -1,0 +1,158 @@
+"""Fixtures and helpers for browser tests: the app in-process on a free port, headless Debian chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+DOC_SCREENSHOTS = ROOT / "docs" / "screenshots"
+PEOPLE = {"ana": "learner", "fay": "facilitator", "dee": "designer"}
+PASSWORD = "practise-2026"
+TIMEOUT = 15_000  # ms, for any single wait in the browser
+
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class App:
+    """The running app: its URL and where its scenario files live."""
+
+    url: str
+    scenarios_dir: Path
+
+
+@pytest.fixture()
+def content_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the scenarios (the Author page writes there) and two calibration anchors."""
+    from roleplay import config, library
+
+    scenarios = tmp_path / "scenarios"
+    shutil.copytree(ROOT / "scenarios", scenarios)
+    anchors = tmp_path / "anchors"
+    anchors.mkdir()
+    for gold in sorted((ROOT / "evals" / "gold").glob("*.yaml"))[:2]:
+        shutil.copy(gold, anchors / gold.name)
+    monkeypatch.setenv("ROLEPLAY_SCENARIOS_DIR", str(scenarios))
+    monkeypatch.setenv("ROLEPLAY_ANCHORS_DIR", str(anchors))
+    config.settings.cache_clear()
+    library.catalog.cache_clear()
+    yield scenarios
+    library.catalog.cache_clear()
+
+
+@pytest.fixture()
+def app(content_dirs: Path) -> Iterator[App]:
+    """The app, launched in-process with sign-in, with one learner, facilitator and designer."""
+    from roleplay.store import default_store
+    from roleplay.ui import build_app
+    from roleplay.ui.app import launch_options
+
+    store = default_store()
+    for name, role in PEOPLE.items():
+        store.add_person(name, role, display_name=name.capitalize())
+        store.set_password(name, PASSWORD)
+    demo = build_app()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    try:
+        yield App(url=f"http://127.0.0.1:{port}/", scenarios_dir=content_dirs)
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One headless chromium for the module."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def sign_in(browser: object, app: App, username: str, password: str = PASSWORD) -> object:
+    """A fresh browser context signed in as `username`; returns its page, showing the app."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)  # type: ignore[attr-defined]
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    page.goto(app.url)
+    expect(page.get_by_label("username")).to_be_visible()
+    page.get_by_label("username").fill(username)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    expect(page.locator("#whoami-user")).to_have_text(username)
+    return page
+
+
+def open_tab(page: object, tab: str) -> None:
+    """Click a page's tab and wait for it to be selected."""
+    from playwright.sync_api import expect
+
+    button = page.locator(f"#tab-{tab}-button")  # type: ignore[attr-defined]
+    button.click()
+    expect(button).to_have_attribute("aria-selected", "true")
+
+
+def choose(page: object, elem_id: str, option: str) -> None:
+    """Pick `option` (its visible label, or part of it) in a Gradio dropdown."""
+    page.locator(f"#{elem_id} input").click()  # type: ignore[attr-defined]
+    page.get_by_role("option", name=option).first.click()  # type: ignore[attr-defined]
+
+
+def settle(page: object) -> None:
+    """Wait until no component is loading, and dismiss notification toasts."""
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-testid="status-tracker"]:not(.hide)')).to_have_count(0)  # type: ignore[attr-defined]
+    for button in page.locator(".toast-close").all():  # type: ignore[attr-defined]
+        if button.is_visible():
+            button.click()
+    expect(page.locator(".toast-body")).to_have_count(0)  # type: ignore[attr-defined]
+
+
+def shot(page: object, name: str) -> Path:
+    """A full-page screenshot in test-artifacts/screenshots/NAME.png, taken once the page has settled."""
+    settle(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    return path
+
+
+def publish_screenshots(prefix: str) -> list[Path]:
+    """Copy the screenshots named PREFIX-*.png to docs/screenshots/*.png (without the prefix) for the README."""
+    DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    out = []
+    for src in sorted(SCREENSHOTS.glob(f"{prefix}-*.png")):
+        dest = DOC_SCREENSHOTS / src.name[len(prefix) + 1:]
+        shutil.copy(src, dest)
+        out.append(dest)
+    return out
