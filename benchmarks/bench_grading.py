@@ -186,6 +186,6 @@ def run_batch(stub: StubProcess, quick: bool = False) -> SectionResult:
     res.line(f"all {total} grades share one process: at N=50 the client needs {cpu_per_grade * 1000:.1f} ms CPU per "
              f"grade (openai SDK request/response handling, pydantic, quote checks) against an ideal pace of "
              f"{BATCH_LATENCY / 50 * 1000:.1f} ms per grade, so the GIL caps throughput; "
-             f"{ms(median(schema))} of it is JudgeReply.model_json_schema(), rebuilt by OpenAIChatModel.structured() "
-             f"on every call")
+             f"building JudgeReply's JSON Schema would add {ms(median(schema))} per call, which "
+             f"OpenAIChatModel.structured() avoids by caching it per class")
     return res

@@ -86,7 +86,7 @@ def run(quick: bool = False) -> SectionResult:
 
 
 def _llm_voice_memory() -> str:
-    """What an LLM session adds: practice.make_voice() builds a new OpenAIChatModel (and openai client) per session."""
+    """What an LLM session adds: its voice (practice.make_voice(); the model client itself is shared per process)."""
     from roleplay.config import load_settings
     from roleplay.practice import make_voice
 

@@ -269,8 +269,9 @@ def _client_construction() -> str:
         t = time.perf_counter()
         OpenAIChatModel.from_settings(cfg).close()
         times.append(time.perf_counter() - t)
-    return (f"starting or resuming an LLM session builds a new OpenAIChatModel (new openai client and connection "
-            f"pool) via make_voice(): {ms(median(times))} median each, and no connection is shared across sessions")
+    return (f"building an OpenAIChatModel (openai client and connection pool) costs {ms(median(times))} median; "
+            f"make_voice() and make_judge() share one per configuration and process (llm.shared_model), so sessions "
+            f"reuse its connections")
 
 
 class _CannedModel:
