@@ -24,10 +24,10 @@ def main() -> int:
         store = default_store()
         seeded = store.seed_demo_people()
         engine = "AI persona" if cfg.use_llm else "offline engine (no model configured)"
-        print(f"roleplay: {engine}; data in {cfg.data_dir}; open http://{cfg.host}:{cfg.port}")
+        print(f"roleplay: {engine}; data in {cfg.data_dir}; open http://{cfg.host}:{cfg.port}", flush=True)
         if seeded:
             print(f"demo accounts created (password = username): {', '.join(seeded)}; "
-                  "set real passwords with `roleplay people password NAME`")
+                  "set real passwords with `roleplay people password NAME`", flush=True)
         build_app().launch(server_name=cfg.host, server_port=cfg.port, quiet=True, **launch_options())
     except RoleplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
