@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pytest
+from browser import content_dirs  # noqa: F401  (fixture)
 
 from roleplay.certification import load_programme
 from roleplay.library import catalog
@@ -36,27 +36,14 @@ def no_progress(*_args: Any, **_kwargs: Any) -> None:
 
 
 @pytest.fixture()
-def people(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+def people(content_dirs: Path) -> Store:  # noqa: F811 - the fixture imported above
     """A store with two learners, two facilitators and a designer; private scenario copies and two anchors."""
-    from roleplay import config, library
-
-    scenarios = tmp_path / "scenarios"
-    shutil.copytree(ROOT / "scenarios", scenarios)
-    anchors = tmp_path / "anchors"
-    anchors.mkdir()
-    for gold in sorted((ROOT / "evals" / "gold").glob("*.yaml"))[:2]:
-        shutil.copy(gold, anchors / gold.name)
-    monkeypatch.setenv("ROLEPLAY_SCENARIOS_DIR", str(scenarios))
-    monkeypatch.setenv("ROLEPLAY_ANCHORS_DIR", str(anchors))
-    config.settings.cache_clear()
-    library.catalog.cache_clear()
     store = default_store()
     for name, role in (("ana", "learner"), ("ben", "learner"), ("fay", "facilitator"), ("gus", "facilitator"),
                        ("dee", "designer")):
         store.add_person(name, role)
         store.set_password(name, f"{name}-secret")
-    yield store
-    library.catalog.cache_clear()
+    return store
 
 
 def as_(name: str | None) -> FakeRequest:
