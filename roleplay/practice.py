@@ -121,8 +121,35 @@ _RUNS: dict[str, PracticeRun] = {}
 _RUNS_MAX = 500
 
 
-def get_run(store: Store, session_id: str) -> PracticeRun:
-    """The live run for a session id, resumed from the store if this process does not hold it."""
+def check_owner(store: Store, session_id: str, username: str) -> None:
+    """Refuse anyone but the learner who started the session.
+
+    Raises:
+        NotFoundError: no such session.
+        PermissionDenied: the session belongs to someone else.
+    """
+    from sqlalchemy import select
+
+    from roleplay.errors import NotFoundError, PermissionDenied
+    from roleplay.store import Person, PracticeSession
+
+    with store.session() as db:
+        owner = db.scalar(select(Person.username).join(PracticeSession, PracticeSession.person_id == Person.id)
+                          .where(PracticeSession.id == session_id))
+    if owner is None:
+        raise NotFoundError(f"no practice session '{session_id}'")
+    if owner != username:
+        raise PermissionDenied("that session belongs to someone else")
+
+
+def get_run(store: Store, session_id: str, username: str | None = None) -> PracticeRun:
+    """The live run for a session id, resumed from the store if this process does not hold it.
+
+    Args:
+        username: When given, only that learner's own session is returned (else PermissionDenied).
+    """
+    if username is not None:
+        check_owner(store, session_id, username)
     run = _RUNS.get(session_id)
     if run is None or run.store is not store:
         run = resume_practice(store, session_id)

@@ -108,14 +108,26 @@ class ReviewService:
         self.rubric_for = rubric_for
         self.on_approved = on_approved
 
-    def queue(self, status: Status | None = "pending") -> list[ReviewView]:
-        """Reviews with this status (all if None), oldest first."""
+    def queue(self, status: Status | None = "pending", learner: str | None = None) -> list[ReviewView]:
+        """Reviews with this status (all if None), of one learner if given, oldest first."""
         with self.store.session() as db:
             q = select(ReviewRow.id).order_by(ReviewRow.created_at, ReviewRow.id)
             if status:
                 q = q.where(ReviewRow.status == status)
+            if learner is not None:
+                q = (q.join(GradeRow, GradeRow.id == ReviewRow.grade_id)
+                     .join(PracticeSession, PracticeSession.id == GradeRow.session_id)
+                     .join(Person, Person.id == PracticeSession.person_id).where(Person.username == learner))
             ids = list(db.scalars(q))
         return [self.get(i) for i in ids]
+
+    def for_session(self, session_id: str) -> ReviewView | None:
+        """The newest review of a practice session, or None when it has not been graded."""
+        with self.store.session() as db:
+            review_id = db.scalar(select(ReviewRow.id).join(GradeRow, GradeRow.id == ReviewRow.grade_id)
+                                  .where(GradeRow.session_id == session_id)
+                                  .order_by(ReviewRow.created_at.desc(), ReviewRow.id.desc()).limit(1))
+        return None if review_id is None else self.get(review_id)
 
     def get(self, review_id: int) -> ReviewView:
         """One review with its grade, edits and history."""
@@ -228,9 +240,7 @@ class ApprovedResult(BaseModel):
 def approved_results(service: ReviewService, learner: str | None = None) -> list[ApprovedResult]:
     """Every approved result (of one learner, if given), oldest first."""
     out = []
-    for v in service.queue("approved"):
-        if learner is not None and v.learner != learner:
-            continue
+    for v in service.queue("approved", learner=learner):
         out.append(ApprovedResult(review_id=v.review_id, session_id=v.session_id, learner=v.learner,
                                   scenario_id=v.scenario_id, level=v.level, grade=v.current,
                                   approved_by=v.decided_by or "?", approved_at=v.decided_at or utcnow()))

@@ -170,3 +170,26 @@ def test_cli_review_flow(store: Store, db_url: str, monkeypatch: pytest.MonkeyPa
     assert out.exit_code == 0 and "approved" in out.stdout
     out = run(main, ["review", "show", str(rid)])
     assert "edit by fac" in out.stdout and "Too quick to reassure." in out.stdout
+
+
+def test_queue_by_learner_and_review_of_a_session(store: Store) -> None:
+    svc = service(store)
+    mine = graded_session(store, learner="ana")
+    graded_session(store, learner="bob")
+    assert [v.review_id for v in svc.queue("pending", learner="ana")] == [mine]
+    view = svc.for_session(svc.get(mine).session_id)
+    assert view is not None and view.review_id == mine
+    assert svc.for_session("no-such-session") is None
+
+
+def test_only_the_owner_gets_a_practice_run(store: Store) -> None:
+    from roleplay.errors import NotFoundError
+    from roleplay.practice import get_run
+
+    rid = graded_session(store, learner="ana")
+    sid = service(store).get(rid).session_id
+    with pytest.raises(PermissionDenied, match="someone else"):
+        get_run(store, sid, "bob")
+    with pytest.raises(NotFoundError):
+        get_run(store, "nope", "ana")
+    assert get_run(store, sid, "ana").session_id == sid

@@ -147,11 +147,7 @@ def _add_exemplars(view: Any) -> None:
 
 def review_of_session(service: Any, session_id: str) -> Any:
     """The newest review of a practice session, or None when it has not been graded."""
-    found = None
-    for view in service.queue(None):
-        if view.session_id == session_id:
-            found = view
-    return found
+    return service.for_session(session_id)
 
 
 def certification_service() -> Any:

@@ -12,7 +12,7 @@ import gradio as gr
 from roleplay.errors import RoleplayError
 from roleplay.grader import grade_session, make_judge, transcript_of_session
 from roleplay.library import catalog
-from roleplay.practice import engine_notice, get_run, make_voice, remember_run, start_practice
+from roleplay.practice import check_owner, engine_notice, get_run, make_voice, remember_run, start_practice
 from roleplay.scenario import LEVELS, SPRINTS
 from roleplay.ui import render
 from roleplay.ui.common import (
@@ -57,10 +57,8 @@ def briefing_md(scenario_id: str | None) -> str:
 def _own_session(session_id: str | None, person: Any) -> Any:
     if not session_id:
         raise gr.Error("Start a session first.", print_exception=False)
-    sess = store().get_session(session_id)
-    if sess.person_id != person.id:
-        raise gr.Error("That session belongs to someone else.", title="Not allowed", print_exception=False)
-    return sess
+    check_owner(store(), session_id, person.username)
+    return store().get_session(session_id)
 
 
 def _status(run: Any) -> str:

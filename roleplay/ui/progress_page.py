@@ -42,7 +42,7 @@ def approved_outputs(username: str) -> tuple[Any, ...]:
         for c in r.grade.criteria:
             trend.append({"approved": r.approved_at.replace(tzinfo=None), "level": c.level,
                           "criterion": names.get(c.criterion_id, c.criterion_id)})
-    pending = sum(1 for v in svc.queue("pending") if v.learner == username)
+    pending = len(svc.queue("pending", learner=username))
     count = len(rows)
     head = (f"**{count} approved session{'s' if count != 1 else ''}**"
             + (f" · {pending} awaiting facilitator review" if pending else "")
