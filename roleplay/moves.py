@@ -14,9 +14,13 @@ Move = Literal[
     "affirmation",
     "candid_feedback",
     "advice",
+    "directive",
     "blame",
+    "threat",
     "dismissive",
     "next_step",
+    "off_topic",
+    "names_hidden_fact",
     "other",
 ]
 """What a learner turn does in the conversation; one turn may carry several moves."""
@@ -32,11 +36,15 @@ MOVE_DESCRIPTIONS: dict[str, str] = {
     "empathy": "names or acknowledges the other person's feelings or situation",
     "affirmation": "recognises the other person's strengths, effort or intentions",
     "candid_feedback": "states a concrete fact, impact or expectation plainly",
-    "advice": "proposes a solution or tells the other person what to do",
-    "blame": "accuses, judges character or uses threatening language",
+    "advice": "proposes a solution or suggests what the other person should do",
+    "directive": "imposes a plan or next step without asking",
+    "blame": "accuses, judges character, contempt or sarcasm",
+    "threat": "threatens consequences to job, pay or standing as pressure",
     "dismissive": "minimises or brushes aside the other person's concern",
-    "next_step": "proposes or agrees concrete next steps, owners or follow-up",
-    "other": "none of the above",
+    "next_step": "proposes or agrees concrete next steps, owners or follow-up, with the other person",
+    "off_topic": "has nothing to do with the conversation (trivia, nonsense, talking to the system)",
+    "names_hidden_fact": "names something the persona has not told yet (decided against the scenario, not classified)",
+    "other": "on topic but none of the above (opinions, logistics, filler)",
 }
 
 # --- the classifier ----------------------------------------------------------------------------

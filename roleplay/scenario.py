@@ -64,9 +64,17 @@ class HiddenFact(_Model):
     """Something the persona knows but only shares once the learner has earned it."""
 
     id: str = Field(pattern=ID_PATTERN, description="Short identifier, unique in the scenario, e.g. 'caring-for-parent'.")
-    fact: str = Field(min_length=1, description="The fact itself, for the engine and the facilitator.")
+    fact: str = Field(min_length=1, description="The fact itself, for the engine and the facilitator; never sent to a model before it is revealed.")
+    hint: str = Field(
+        default="something private you are not ready to talk about",
+        description="What a model voicing the persona may know before the reveal: a vague hint, never the fact itself.",
+    )
     reveal_line: str = Field(min_length=1, description="What the persona says when revealing it (offline engine; a style hint for the LLM).")
     reveal_when: RevealCondition = Field(description="The condition under which the persona reveals this fact.")
+    when_named: str = Field(
+        default="...Who told you that? I'd rather have told you myself.",
+        description="The persona's reaction when the learner names this fact before it was revealed.",
+    )
 
 
 class DifficultyLevel(_Model):
@@ -106,16 +114,46 @@ class EndConditions(_Model):
     success: SuccessCondition = Field(default_factory=SuccessCondition, description="Condition for a good close.")
     success_line: str = Field(min_length=1, description="The persona's closing line when the success condition is met.")
     walkout_after_blames: int = Field(default=3, ge=1, le=20, description="Blaming turns after which the persona ends the meeting.")
+    walkout_after_threats: int = Field(default=2, ge=1, le=20, description="Threatening turns after which the persona ends the meeting.")
+    walkout_after_cold_turns: int = Field(
+        default=4, ge=2, le=30, description="Consecutive learner turns with trust at 0 after which the persona ends the meeting."
+    )
     walkout_line: str = Field(min_length=1, description="The persona's line when they end the meeting.")
     timeout_line: str = Field(min_length=1, description="The persona's line when max_turns is reached.")
+
+
+class ScriptLine(_Model):
+    """A scripted line that only fits before or after some reveals, so the persona never contradicts itself."""
+
+    text: str = Field(min_length=1, description="What the persona says.")
+    after: list[str] = Field(default_factory=list, description="Hidden fact ids that must already be revealed.")
+    before: list[str] = Field(default_factory=list, description="Hidden fact ids that must not be revealed yet.")
+
+    def fits(self, revealed: set[str]) -> bool:
+        """Whether the line may be said once `revealed` facts are out."""
+        return set(self.after) <= revealed and not (set(self.before) & revealed)
+
+
+Line = str | ScriptLine
+"""A line: plain text (fits any time) or a ScriptLine with before/after conditions."""
+
+
+def line_text(line: Line) -> str:
+    """The words of a line."""
+    return line if isinstance(line, str) else line.text
+
+
+def line_fits(line: Line, revealed: set[str]) -> bool:
+    """Whether a line may be said given the facts revealed so far."""
+    return isinstance(line, str) or line.fits(revealed)
 
 
 class MoodLines(_Model):
     """Lines for one learner move, by the persona's current mood; the engine rotates through them."""
 
-    guarded: list[str] = Field(default_factory=list, description="Trust 0-1: short, defensive.")
-    warming: list[str] = Field(default_factory=list, description="Trust 2-3: cautious but engaging.")
-    open: list[str] = Field(default_factory=list, description="Trust 4-5: candid and cooperative.")
+    guarded: list[Line] = Field(default_factory=list, description="Trust 0-1: short, defensive.")
+    warming: list[Line] = Field(default_factory=list, description="Trust 2-3: cautious but engaging.")
+    open: list[Line] = Field(default_factory=list, description="Trust 4-5: candid and cooperative.")
 
     @model_validator(mode="after")
     def _some_line(self) -> MoodLines:
@@ -123,15 +161,20 @@ class MoodLines(_Model):
             raise ValueError("give at least one line under guarded, warming or open")
         return self
 
-    def for_mood(self, mood: str) -> list[str]:
-        """Lines for `mood`, falling back to the nearest mood that has lines."""
+    def for_mood(self, mood: str, revealed: set[str] | None = None) -> list[str]:
+        """Lines for `mood` that fit the facts revealed so far, falling back to the nearest mood that has some."""
         order = {"guarded": ("guarded", "warming", "open"), "warming": ("warming", "open", "guarded"),
                  "open": ("open", "warming", "guarded")}[mood]
+        out = set(revealed or ())
         for m in order:
-            lines = getattr(self, m)
+            lines = [line_text(x) for x in getattr(self, m) if line_fits(x, out)]
             if lines:
-                return list(lines)
+                return lines
         return []
+
+    def all_lines(self) -> list[Line]:
+        """Every line, whatever the mood."""
+        return [*self.guarded, *self.warming, *self.open]
 
 
 class OfflineScript(_Model):
@@ -139,6 +182,10 @@ class OfflineScript(_Model):
 
     reactions: dict[Move, MoodLines] = Field(description="Lines per learner move (open_question, blame, ...).")
     fallback: MoodLines = Field(description="Lines when no reaction matches the learner's move.")
+    other_language: str = Field(
+        default="Sorry, could we keep this in English? I won't follow it properly otherwise.",
+        description="What the persona says when the learner writes in a language other than the scenario's.",
+    )
     trust_effects: dict[Move, int] = Field(
         default_factory=dict,
         description="Override how much a move changes trust (-2..2); defaults suit most personas.",
@@ -161,6 +208,7 @@ class Scenario(_Model):
     sprint: Sprint = Field(description="Sprint this scenario belongs to.")
     summary: str = Field(min_length=1, description="One sentence shown in the scenario picker.")
     rubric: str = Field(pattern=ID_PATTERN, description="Id of the rubric in rubrics/ that grades this scenario.")
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="ISO 639-1 code of the language the conversation is held in.")
     briefing: str = Field(min_length=1, description="What the learner knows before starting.")
     objectives: list[str] = Field(min_length=1, description="What the learner should achieve in the conversation.")
     persona: Persona = Field(description="The AI persona the learner talks to.")
@@ -192,6 +240,14 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 f"duplicate id '{fact.id}' (also hidden_facts[{seen[fact.id]}]); give each hidden fact its own id",
             ))
         seen.setdefault(fact.id, i)
+    for where, lines in _script_lines(scenario):
+        for j, line in enumerate(lines):
+            if isinstance(line, ScriptLine):
+                for key in ("after", "before"):
+                    for k, fid in enumerate(getattr(line, key)):
+                        if fid not in seen:
+                            problems.append(((*where, j, key, k), f"'{fid}' is not a hidden fact id; use one of: "
+                                             f"{', '.join(seen) or '(no hidden facts defined)'}"))
     for i, fid in enumerate(scenario.end.success.facts_revealed):
         if fid not in seen:
             problems.append((
@@ -199,6 +255,16 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
                 f"'{fid}' is not a hidden fact id; use one of: {', '.join(seen) or '(no hidden facts defined)'}",
             ))
     return problems
+
+
+def _script_lines(scenario: Scenario) -> list[tuple[tuple[str | int, ...], list[Line]]]:
+    out: list[tuple[tuple[str | int, ...], list[Line]]] = []
+    for move, mood_lines in scenario.script.reactions.items():
+        for mood in MOODS:
+            out.append((("script", "reactions", move, mood), list(getattr(mood_lines, mood))))
+    for mood in MOODS:
+        out.append((("script", "fallback", mood), list(getattr(scenario.script.fallback, mood))))
+    return out
 
 
 def load_scenario(path: str | Path) -> Scenario:
