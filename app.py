@@ -10,27 +10,27 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def main() -> int:
     """Launch the app on the configured host and port; errors are one-line messages."""
-    from roleplay.config import settings
     from roleplay.errors import RoleplayError
 
     try:
-        from roleplay.library import catalog
-        from roleplay.store import default_store
-        from roleplay.ui import build_app
-        from roleplay.ui.app import launch_options
+        from roleplay.context import AppContext
 
-        cfg = settings()
-        catalog()
-        store = default_store()
-        seeded = store.seed_demo_people()
+        app = AppContext()
+        cfg = app.settings
+        app.catalog  # noqa: B018 - a broken scenario file is reported before the app starts
+        seeded = app.store.seed_demo_people()
         engine = "AI persona" if cfg.use_llm else "offline engine (no model configured)"
         print(f"roleplay: {engine}; data in {cfg.data_dir}; open http://{cfg.host}:{cfg.port}", flush=True)
         if seeded:
             print(f"demo accounts created (password = username): {', '.join(seeded)}; "
                   "set real passwords with `roleplay people password NAME`", flush=True)
-        build_app().launch(server_name=cfg.host, server_port=cfg.port, quiet=True, **launch_options())
+        from roleplay.ui import build_app
+        from roleplay.ui.app import launch_options
+
+        build_app(app).launch(server_name=cfg.host, server_port=cfg.port, quiet=True, **launch_options())
     except RoleplayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return 1
     return 0
 

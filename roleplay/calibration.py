@@ -1,113 +1,22 @@
-"""Agreement between raters (facilitators, the AI grader): QWK, exact and adjacent agreement, confusion matrices."""
+"""Calibration: facilitators score anchor transcripts blind; agreement with the grader and each other; drift."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
-LEVELS = (1, 2, 3, 4)
-
-
-class Agreement(BaseModel):
-    """How far two raters agree on 1-4 levels for one criterion (or overall)."""
-
-    model_config = ConfigDict(extra="forbid")
-    n: int = Field(description="Number of paired ratings.")
-    qwk: float | None = Field(description="Quadratic weighted kappa (None when undefined, e.g. no variation).")
-    exact: float | None = Field(description="Share of pairs with the same level.")
-    adjacent: float | None = Field(description="Share of pairs within one level.")
-    mean_difference: float | None = Field(description="Mean of (b - a): positive when rater b scores higher.")
-    confusion: list[list[int]] = Field(description="4x4 counts: row = rater a's level, column = rater b's.")
-
-
-def confusion_matrix(a: Sequence[int], b: Sequence[int], levels: Sequence[int] = LEVELS) -> list[list[int]]:
-    """Counts of (a, b) level pairs; rows are a, columns b."""
-    index = {lv: i for i, lv in enumerate(levels)}
-    m = [[0] * len(levels) for _ in levels]
-    for x, y in zip(a, b, strict=True):
-        m[index[x]][index[y]] += 1
-    return m
-
-
-def quadratic_weighted_kappa(a: Sequence[int], b: Sequence[int], levels: Sequence[int] = LEVELS) -> float | None:
-    """Cohen's kappa with quadratic weights; None when expected disagreement is zero."""
-    n = len(a)
-    if n == 0:
-        return None
-    k = len(levels)
-    obs = confusion_matrix(a, b, levels)
-    row = [sum(r) for r in obs]
-    col = [sum(obs[i][j] for i in range(k)) for j in range(k)]
-    num = den = 0.0
-    for i in range(k):
-        for j in range(k):
-            w = ((i - j) ** 2) / ((k - 1) ** 2)
-            num += w * obs[i][j]
-            den += w * row[i] * col[j] / n
-    if den == 0:
-        return 1.0 if num == 0 and len(set(a)) == 1 and set(a) == set(b) else None
-    return round(1 - num / den, 4)
-
-
-def agreement(a: Sequence[int], b: Sequence[int]) -> Agreement:
-    """All agreement figures for paired 1-4 ratings."""
-    n = len(a)
-    if n != len(b):
-        raise ValueError("ratings must be paired: both lists need the same length")
-    if n == 0:
-        return Agreement(n=0, qwk=None, exact=None, adjacent=None, mean_difference=None,
-                         confusion=confusion_matrix([], []))
-    return Agreement(
-        n=n,
-        qwk=quadratic_weighted_kappa(a, b),
-        exact=round(sum(x == y for x, y in zip(a, b)) / n, 4),
-        adjacent=round(sum(abs(x - y) <= 1 for x, y in zip(a, b)) / n, 4),
-        mean_difference=round(sum(y - x for x, y in zip(a, b)) / n, 4),
-        confusion=confusion_matrix(a, b),
-    )
-
-
-def auroc(scores: Sequence[float], positives: Sequence[bool]) -> float | None:
-    """Area under the ROC curve (ties count half); None without both classes."""
-    pos = [s for s, p in zip(scores, positives) if p]
-    neg = [s for s, p in zip(scores, positives) if not p]
-    if not pos or not neg:
-        return None
-    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
-    return round(wins / (len(pos) * len(neg)), 4)
-
-
-def balanced_accuracy(predicted: Sequence[bool], actual: Sequence[bool]) -> float | None:
-    """Mean of sensitivity and specificity; None without both classes."""
-    tp = sum(p and a for p, a in zip(predicted, actual))
-    tn = sum((not p) and (not a) for p, a in zip(predicted, actual))
-    pos = sum(actual)
-    neg = len(actual) - pos
-    if not pos or not neg:
-        return None
-    return round((tp / pos + tn / neg) / 2, 4)
-
-
-def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
-    """Unweighted Cohen's kappa for categorical labels."""
-    n = len(a)
-    if n == 0:
-        return None
-    labels = sorted(set(a) | set(b))
-    po = sum(x == y for x, y in zip(a, b)) / n
-    pe = sum((list(a).count(lab) / n) * (list(b).count(lab) / n) for lab in labels)
-    return None if pe == 1 else round((po - pe) / (1 - pe), 4)
-
-
-# --- the calibration workflow ---------------------------------------------------------------------
-
-import os  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from roleplay.errors import NotFoundError, PermissionDenied, RoleplayError  # noqa: E402
+from roleplay.catalog import Catalog
+from roleplay.errors import NotFoundError, PermissionDenied, RoleplayError
+from roleplay.gold import load_gold
+from roleplay.grader import Judge, OfflineJudge
+from roleplay.metrics import LEVELS, Agreement, agreement
+from roleplay.models import CalibrationRating, Person, ReviewStatus, Role
+from roleplay.review import ReviewService
+from roleplay.store import Store
+from roleplay.transcript import Transcript
 
 
 class Anchor(BaseModel):
@@ -118,7 +27,7 @@ class Anchor(BaseModel):
     scenario_id: str = Field(description="Scenario of the transcript.")
     rubric_id: str = Field(description="Rubric scored.")
     criteria: list[str] = Field(description="Criterion ids to score.")
-    transcript: Any = Field(description="The Transcript.")
+    transcript: Transcript = Field(description="The transcript to score.")
 
 
 class DriftPoint(BaseModel):
@@ -151,19 +60,21 @@ class CalibrationService:
     Args:
         store: The database.
         catalog: Scenarios and rubrics.
-        judge: Grades anchors for the comparison (the configured judge by default).
-        anchors_dir: Gold transcripts used as anchors (evals/gold by default).
+        reviews: The review workflow, source of the approved reviews the drift signal reads.
+        judge: Grades anchors for the comparison (the offline judge when None).
+        anchors_dir: Gold transcripts used as anchors.
+        drift_threshold: Share of changed criteria above which the grader counts as drifting.
         recent: How many recent approved reviews the drift signal looks at.
     """
 
-    def __init__(self, store: Any, catalog: Any, judge: Any = None, anchors_dir: Path | None = None,
-                 recent: int = 20) -> None:
-        from roleplay.config import PROJECT_ROOT
-
+    def __init__(self, store: Store, catalog: Catalog, reviews: ReviewService, *, judge: Judge | None = None,
+                 anchors_dir: Path, drift_threshold: float = 0.3, recent: int = 20) -> None:
         self.store = store
         self.catalog = catalog
-        self.judge = judge
-        self.anchors_dir = anchors_dir or Path(os.environ.get("ROLEPLAY_ANCHORS_DIR") or PROJECT_ROOT / "evals" / "gold")
+        self.reviews = reviews
+        self.judge: Judge = judge or OfflineJudge()
+        self.anchors_dir = anchors_dir
+        self.drift_threshold = drift_threshold
         self.recent = recent
         self._anchors: dict[str, Anchor] | None = None
         self._ai: dict[str, dict[str, int]] = {}
@@ -171,8 +82,6 @@ class CalibrationService:
     def anchors(self) -> list[Anchor]:
         """The anchor transcripts."""
         if self._anchors is None:
-            from roleplay.evals import load_gold
-
             items = {}
             for g in load_gold(self.anchors_dir, self.catalog):
                 scn = self.catalog.scenario(g.scenario)
@@ -188,18 +97,14 @@ class CalibrationService:
                 return a
         raise NotFoundError(f"no anchor transcript '{anchor_id}'")
 
-    def _facilitator(self, username: str) -> Any:
+    def _facilitator(self, username: str) -> Person:
         person = self.store.person(username)
-        if person.role != "facilitator":
+        if person.role != Role.FACILITATOR:
             raise PermissionDenied(f"only facilitators calibrate; '{username}' is a {person.role}")
         return person
 
     def rated_by(self, username: str) -> set[str]:
         """Anchor ids this facilitator has scored."""
-        from sqlalchemy import select
-
-        from roleplay.store import CalibrationRating
-
         person = self._facilitator(username)
         with self.store.session() as db:
             return set(db.scalars(select(CalibrationRating.anchor_id).where(CalibrationRating.person_id == person.id)))
@@ -211,8 +116,6 @@ class CalibrationService:
 
     def submit(self, username: str, anchor_id: str, levels: dict[str, int]) -> dict[str, int]:
         """Record a facilitator's blind levels for every criterion of an anchor; returns the grader's levels to compare."""
-        from roleplay.store import CalibrationRating
-
         person = self._facilitator(username)
         anchor = self.anchor(anchor_id)
         missing = [c for c in anchor.criteria if c not in levels]
@@ -233,21 +136,14 @@ class CalibrationService:
     def ai_levels(self, anchor_id: str) -> dict[str, int]:
         """The grader's levels for an anchor (graded once per process)."""
         if anchor_id not in self._ai:
-            from roleplay.grader import make_judge
-
             anchor = self.anchor(anchor_id)
             scn = self.catalog.scenario(anchor.scenario_id)
-            judge = self.judge or make_judge()
-            grade = judge.grade(anchor.transcript, self.catalog.rubric_for(scn), scn)
+            grade = self.judge.grade(anchor.transcript, self.catalog.rubric_for(scn), scn)
             self._ai[anchor_id] = {c.criterion_id: c.level for c in grade.criteria}
         return self._ai[anchor_id]
 
     def report(self) -> CalibrationReport:
         """Agreement figures and the drift signal."""
-        from sqlalchemy import select
-
-        from roleplay.store import CalibrationRating, Person
-
         with self.store.session() as db:
             rows = list(db.execute(select(Person.username, CalibrationRating.anchor_id, CalibrationRating.criterion_id,
                                           CalibrationRating.level).join(Person, Person.id == CalibrationRating.person_id)))
@@ -268,7 +164,7 @@ class CalibrationService:
                     a, b = pairs.setdefault(cid, ([], []))
                     a.append(ratings[u])
                     b.append(ratings[v])
-        threshold = float(os.environ.get("ROLEPLAY_DRIFT_THRESHOLD", "0.3"))
+        threshold = self.drift_threshold
         drift, recent = self._drift()
         return CalibrationReport(
             facilitator_vs_grader={c: agreement(h, a) for c, (h, a) in sorted(vs_ai.items())},
@@ -280,9 +176,7 @@ class CalibrationService:
         )
 
     def _drift(self) -> tuple[list[DriftPoint], float | None]:
-        from roleplay.review import ReviewService
-
-        views = ReviewService(self.store, self.catalog.rubric).queue("approved")
+        views = self.reviews.queue(ReviewStatus.APPROVED)
         views.sort(key=lambda v: v.decided_at or datetime.min.replace(tzinfo=timezone.utc))
         weekly: dict[str, list[float]] = {}
         per_review: list[float] = []

@@ -1,226 +1,45 @@
-"""The certification programme: pre-assessment, sprint choice, sign-off with Open Badges, reinforcement, buddies.
+"""Certification: pre-assessment, sprint choice, evidence rules, sign-off with an Open Badge, reinforcement drills.
 
 A learner takes a short pre-assessment that sets their level, chooses `choose` of the programme's sprints, and
 practises. Only facilitator-approved results count (`approved_results`): a sprint is ready for sign-off when the
 learner has `sessions_required` approved, passing sessions in that sprint's scenarios at their level or harder.
 A facilitator then signs the sprint off with a written comment, which issues a signed Open Badges 3.0 credential
-and schedules reinforcement drills. Learners may name a learning buddy and share sessions for reflection.
+and schedules reinforcement drills.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
 
+from roleplay.badges import badge_credential, load_or_create_signing_key
 from roleplay.catalog import Catalog
-from roleplay.errors import NotFoundError, PermissionDenied, RoleplayError
-from roleplay.review import ApprovedResult, ReviewService, approved_results
-from roleplay.scenario import LEVELS, LevelName, Scenario, Sprint
-from roleplay.standards import XapiConfig, badge_credential, load_or_create_signing_key
-from roleplay.store import (
-    BuddyLink,
+from roleplay.errors import CertificationError, NotFoundError, PermissionDenied
+from roleplay.models import (
     CertificationRow,
+    CertificationStatus,
+    DrillStatus,
     Enrolment,
     GradeRow,
     Person,
     PracticeSession,
-    ReflectionRow,
     ReinforcementDrill,
     ReviewRow,
-    SharedSessionRow,
-    Store,
+    ReviewStatus,
+    Role,
     utcnow,
 )
-from roleplay.yamlsource import ID_PATTERN, Problem, load_checked
-
-OPTION_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
-MAX_NOTE = 4000
-
-
-class CertificationError(RoleplayError):
-    """A certification step is not possible yet or was given invalid input; the message says what to do."""
-
-
-# --- the programme file ------------------------------------------------------------------------
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ProgrammeSprint(_Model):
-    """One sprint of the programme."""
-
-    id: Sprint = Field(description="Sprint id; scenarios with this `sprint` belong to it.")
-    title: str = Field(min_length=1, description="Title shown to learners.")
-    description: str = Field(min_length=1, description="What the sprint practises, in a sentence or two.")
-
-
-class Issuer(_Model):
-    """Who issues the programme's certificates."""
-
-    name: str = Field(min_length=1, description="Organisation named on certificates.")
-    url: str | None = Field(default=None, description="The organisation's home page.")
-
-
-class AnswerOption(_Model):
-    """One answer to a pre-assessment question."""
-
-    id: str = Field(pattern=OPTION_PATTERN, description="Short id unique in the question, e.g. 'a'.")
-    text: str = Field(min_length=1, description="The response, as the learner reads it.")
-    points: int = Field(ge=0, le=10, description="Points for choosing it; better responses score more.")
-
-
-class Question(_Model):
-    """A situational-judgement question: a situation and possible responses."""
-
-    id: str = Field(pattern=ID_PATTERN, description="Question id unique in the pre-assessment.")
-    situation: str = Field(min_length=1, description="The situation the learner responds to.")
-    options: list[AnswerOption] = Field(min_length=2, max_length=6, description="2-6 possible responses.")
-
-
-class Band(_Model):
-    """The lowest score that places a learner at a level."""
-
-    level: LevelName = Field(description="novice, intermediate or expert.")
-    min_score: int = Field(ge=0, description="Total points from which this level applies.")
-
-
-class PreAssessment(_Model):
-    """The short questionnaire that sets a learner's starting level."""
-
-    instructions: str = Field(default="", description="Shown before the questions.")
-    questions: list[Question] = Field(min_length=5, max_length=8, description="5-8 multiple-choice questions.")
-    bands: list[Band] = Field(min_length=3, max_length=3, description="One band per level, lowest score first.")
-
-
-class ReinforcementStep(_Model):
-    """A drill scheduled some days after certification."""
-
-    after_days: int = Field(ge=1, le=730, description="Days after sign-off the drill is due.")
-    purpose: str = Field(default="", description="Why this drill, shown with it.")
-
-
-class Programme(_Model):
-    """A certification programme, loaded from `programs/*.yaml`."""
-
-    id: str = Field(pattern=ID_PATTERN, description="Programme id, used in achievement ids.")
-    title: str = Field(min_length=1, description="Title shown to learners and on certificates.")
-    description: str = Field(default="", description="What the programme is for.")
-    issuer: Issuer = Field(description="Who issues the certificates.")
-    choose: int = Field(default=2, ge=1, le=4, description="How many sprints a learner chooses.")
-    sessions_required: int = Field(default=2, ge=1, le=20,
-                                   description="Approved passing sessions needed per sprint before sign-off.")
-    sprints: list[ProgrammeSprint] = Field(min_length=1, description="The sprints on offer.")
-    pre_assessment: PreAssessment = Field(description="The questionnaire that sets the starting level.")
-    reinforcement: list[ReinforcementStep] = Field(default_factory=list,
-                                                   description="Drills scheduled after each certification.")
-
-    def sprint(self, sprint_id: str) -> ProgrammeSprint:
-        """The sprint with this id.
-
-        Raises:
-            NotFoundError: the programme has no such sprint.
-        """
-        for s in self.sprints:
-            if s.id == sprint_id:
-                return s
-        raise NotFoundError(f"no sprint '{sprint_id}' in programme '{self.id}'; use one of: {', '.join(self.sprint_ids)}")
-
-    @property
-    def sprint_ids(self) -> list[str]:
-        """Ids of the sprints, in order."""
-        return [s.id for s in self.sprints]
-
-    def level_for(self, score: int) -> LevelName:
-        """The level a pre-assessment score places a learner at."""
-        best: LevelName = "novice"
-        for band in sorted(self.pre_assessment.bands, key=lambda b: b.min_score):
-            if score >= band.min_score:
-                best = band.level
-        return best
-
-
-def programme_problems(programme: Programme) -> list[Problem]:
-    """Consistency problems pydantic cannot see: duplicates, band order and reach, schedule order."""
-    problems: list[Problem] = []
-    seen: dict[str, int] = {}
-    for i, s in enumerate(programme.sprints):
-        if s.id in seen:
-            problems.append((("sprints", i, "id"), f"sprint '{s.id}' is listed twice (also sprints[{seen[s.id]}]); keep one"))
-        seen.setdefault(s.id, i)
-    if programme.choose > len(seen):
-        problems.append((("choose",), (f"learners cannot choose {programme.choose} of {len(seen)} sprint(s); "
-                                       f"lower `choose` to at most {len(seen)} or add sprints")))
-    pa = programme.pre_assessment
-    qids: dict[str, int] = {}
-    for i, q in enumerate(pa.questions):
-        if q.id in qids:
-            problems.append((("pre_assessment", "questions", i, "id"),
-                             f"duplicate question id '{q.id}' (also questions[{qids[q.id]}]); give each question its own id"))
-        qids.setdefault(q.id, i)
-        oids: set[str] = set()
-        for j, o in enumerate(q.options):
-            if o.id in oids:
-                problems.append((("pre_assessment", "questions", i, "options", j, "id"),
-                                 f"duplicate option id '{o.id}' in this question; give each option its own id"))
-            oids.add(o.id)
-    levels = [b.level for b in pa.bands]
-    for i, b in enumerate(pa.bands):
-        if levels.index(b.level) != i:
-            problems.append((("pre_assessment", "bands", i, "level"),
-                             f"level '{b.level}' has two bands; give novice, intermediate and expert one band each"))
-    if sorted(set(levels), key=LEVELS.index) == list(LEVELS):
-        ordered = sorted(pa.bands, key=lambda b: LEVELS.index(b.level))
-        for lower, higher in pairwise(ordered):
-            if higher.min_score <= lower.min_score:
-                problems.append((("pre_assessment", "bands", pa.bands.index(higher), "min_score"),
-                                 (f"{higher.level} starts at {higher.min_score}, not above {lower.level} "
-                                  f"({lower.min_score}); raise it so levels go up with the score")))
-        lowest = sum(min(o.points for o in q.options) for q in pa.questions)
-        highest = sum(max(o.points for o in q.options) for q in pa.questions)
-        if ordered[0].min_score > lowest:
-            problems.append((("pre_assessment", "bands", pa.bands.index(ordered[0]), "min_score"),
-                             f"the lowest possible score is {lowest}, below every band; set novice's min_score to 0"))
-        if ordered[-1].min_score > highest:
-            problems.append((("pre_assessment", "bands", pa.bands.index(ordered[-1]), "min_score"),
-                             (f"the highest possible score is {highest}, so nobody can reach {ordered[-1].level}; "
-                              f"lower min_score to {highest} or less")))
-    days = [r.after_days for r in programme.reinforcement]
-    for i in range(1, len(days)):
-        if days[i] <= days[i - 1]:
-            problems.append((("reinforcement", i, "after_days"),
-                             f"{days[i]} days is not after the previous drill ({days[i - 1]}); list drills in order, each later"))
-    return problems
-
-
-def default_programme_path() -> Path:
-    """`./programs/sprint-programme.yaml` when run from a checkout, else the one next to the installed package."""
-    from roleplay.config import PROJECT_ROOT
-
-    here = Path.cwd() / "programs" / "sprint-programme.yaml"
-    return here if here.is_file() else PROJECT_ROOT / "programs" / "sprint-programme.yaml"
-
-
-def load_programme(path: str | Path | None = None) -> Programme:
-    """Load and validate a programme file.
-
-    Args:
-        path: The YAML file; `default_programme_path()` when None.
-
-    Raises:
-        ScenarioError: the file cannot be read or parsed (with file:line).
-        ValidationErrors: one or more fields are invalid (each with file:line: field).
-    """
-    return load_checked(path or default_programme_path(), Programme, programme_problems)
-
+from roleplay.programme import Programme
+from roleplay.review import ApprovedResult, ReviewService, approved_results
+from roleplay.scenario import LEVELS, LevelName, Scenario
+from roleplay.store import Store, person_in
+from roleplay.xapi import XapiConfig
 
 # --- results of the service --------------------------------------------------------------------
 
@@ -308,49 +127,7 @@ class Certificate(_Out):
     drills: list[Drill] = Field(description="Reinforcement drills scheduled.")
 
 
-class SharedSession(_Out):
-    """A practice session shared with a buddy."""
-
-    session_id: str = Field(description="Practice session.")
-    learner: str = Field(description="Whose session it is.")
-    scenario_id: str = Field(description="Scenario practised.")
-    level: str = Field(description="Difficulty practised.")
-    started_at: datetime = Field(description="When the session started.")
-    shared_at: datetime = Field(description="When it was shared.")
-
-
-class SharedTurn(_Out):
-    """One turn of a shared session."""
-
-    speaker: str = Field(description="learner or persona.")
-    text: str = Field(description="What was said.")
-
-
-class Reflection(_Out):
-    """A reflection note on a session."""
-
-    session_id: str = Field(description="Practice session.")
-    author: str = Field(description="Who wrote it.")
-    note: str = Field(description="The note.")
-    created_at: datetime = Field(description="When.")
-
-
-class SharedSessionView(_Out):
-    """A shared session with its transcript and reflections, for the learner or their buddy."""
-
-    session: SharedSession = Field(description="The session.")
-    turns: list[SharedTurn] = Field(description="The transcript, in order.")
-    reflections: list[Reflection] = Field(description="Reflections so far, oldest first.")
-
-
 # --- the service -------------------------------------------------------------------------------
-
-def _person(db: Session, username: str) -> Person:
-    person = db.scalar(select(Person).where(Person.username == username))
-    if person is None:
-        raise NotFoundError(f"no person '{username}'; create them with `roleplay people add {username}`")
-    return person
-
 
 def _rank(level: str) -> int:
     return LEVELS.index(level) if level in LEVELS else -1
@@ -365,7 +142,7 @@ class CertificationService:
         catalog: Scenarios, to know which sprint a session belongs to and to pick drills.
         review_service: Source of approved results; nothing else counts.
         signing_key: Badge signing key; `load_or_create_signing_key(data_dir)` at first sign-off when None.
-        data_dir: Where the signing key lives; `settings().data_dir` when None.
+        data_dir: The data directory the signing key lives in (needed unless `signing_key` is given).
         identity: Base IRI of achievements and the email domain of learners in credentials.
         clock: Returns the current UTC time (for tests and back-dating imports).
     """
@@ -379,7 +156,7 @@ class CertificationService:
         self.reviews = review_service
         self._key = signing_key
         self.data_dir = data_dir
-        self.identity = identity or XapiConfig.from_env()
+        self.identity = identity or XapiConfig()
         self.clock = clock
 
     @property
@@ -428,7 +205,7 @@ class CertificationService:
                                      + "; answer every question with one of its option ids")
         level = self.programme.level_for(score)
         with self.store.session() as db:
-            person = _person(db, username)
+            person = person_in(db, username)
             row = db.scalar(select(Enrolment).where(Enrolment.person_id == person.id))
             if row is not None and row.sprints_chosen_at is not None:
                 raise CertificationError(
@@ -464,13 +241,13 @@ class CertificationService:
             raise CertificationError(f"sprint(s) {', '.join(empty)} have no scenarios in the library yet, so they "
                                      "cannot be practised; choose others or ask a designer to add scenarios")
         with self.store.session() as db:
-            person = _person(db, username)
+            person = person_in(db, username)
             enrolment = db.scalar(select(Enrolment).where(Enrolment.person_id == person.id))
             if enrolment is None:
                 raise CertificationError(f"{username} has not taken the pre-assessment; take it first, it sets the "
                                          "level you practise at")
             rows = {r.sprint: r for r in db.scalars(select(CertificationRow).where(CertificationRow.person_id == person.id))}
-            dropped = [s for s, r in rows.items() if r.status == "certified" and s not in sprints]
+            dropped = [s for s, r in rows.items() if r.status == CertificationStatus.CERTIFIED and s not in sprints]
             if dropped:
                 raise CertificationError(f"{username} is already certified in {', '.join(dropped)}; keep it in the choice")
             for s, r in rows.items():
@@ -478,7 +255,7 @@ class CertificationService:
                     db.delete(r)
             for s in sprints:
                 if s not in rows:
-                    db.add(CertificationRow(person_id=person.id, sprint=s, level=enrolment.level, status="in_progress"))
+                    db.add(CertificationRow(person_id=person.id, sprint=s, level=enrolment.level, status=CertificationStatus.IN_PROGRESS))
             enrolment.sprints_chosen_at = self.clock()
         return self.status(username)
 
@@ -497,7 +274,7 @@ class CertificationService:
     def status(self, username: str) -> LearnerStatus:
         """Progress in each chosen sprint; only approved, passing sessions at the learner's level or above count."""
         with self.store.session() as db:
-            person = _person(db, username)
+            person = person_in(db, username)
             enrolment = db.scalar(select(Enrolment).where(Enrolment.person_id == person.id))
             rows = {r.sprint: r for r in db.scalars(select(CertificationRow).where(CertificationRow.person_id == person.id))}
             names = {p.id: p.username for p in db.scalars(select(Person).where(
@@ -506,7 +283,7 @@ class CertificationService:
                 select(PracticeSession.id, PracticeSession.scenario_id)
                 .join(GradeRow, GradeRow.session_id == PracticeSession.id)
                 .join(ReviewRow, ReviewRow.grade_id == GradeRow.id)
-                .where(PracticeSession.person_id == person.id, ReviewRow.status == "pending")))
+                .where(PracticeSession.person_id == person.id, ReviewRow.status == ReviewStatus.PENDING)))
         if enrolment is None:
             return LearnerStatus(learner=username, programme_id=self.programme.id, assessed=False, level=None,
                                  score=None, choose=self.programme.choose, sprints=[],
@@ -539,7 +316,7 @@ class CertificationService:
             waiting = {sid for sid, scn in pending if sid not in counted_ids
                        and getattr(self.catalog.scenarios.get(scn), "sprint", None) == sprint.id}
             required = self.programme.sessions_required
-            certified = row.status == "certified"
+            certified = row.status == CertificationStatus.CERTIFIED
             sprints.append(SprintStatus(
                 sprint=sprint.id, title=sprint.title, level=row.level, required=required,  # type: ignore[arg-type]
                 approved_passing=len(counted), still_needed=max(0, required - len(counted)),
@@ -578,12 +355,12 @@ class CertificationService:
             CertificationError: no comment, sprint not chosen, already certified, or not enough sessions yet.
         """
         with self.store.session() as db:
-            facilitator = _person(db, facilitator_username)
-            if facilitator.role != "facilitator":
+            facilitator = person_in(db, facilitator_username)
+            if facilitator.role != Role.FACILITATOR:
                 raise PermissionDenied(f"only facilitators sign off sprints; '{facilitator_username}' is a {facilitator.role}")
             if facilitator.username == learner:
                 raise PermissionDenied("you cannot sign off your own certification; ask another facilitator")
-            person = _person(db, learner)
+            person = person_in(db, learner)
         if not comment or not comment.strip():
             raise CertificationError("write a comment for the learner: a sign-off needs a written comment")
         self.programme.sprint(sprint)
@@ -607,8 +384,8 @@ class CertificationService:
             row = db.scalar(select(CertificationRow).where(CertificationRow.person_id == person.id,
                                                            CertificationRow.sprint == sprint))
             done = db.execute(update(CertificationRow).where(
-                CertificationRow.id == row.id, CertificationRow.status == "in_progress").values(
-                status="certified", signed_off_by=facilitator.id, comment=comment.strip(), credential=credential,
+                CertificationRow.id == row.id, CertificationRow.status == CertificationStatus.IN_PROGRESS).values(
+                status=CertificationStatus.CERTIFIED, signed_off_by=facilitator.id, comment=comment.strip(), credential=credential,
                 issued_at=issued))
             if done.rowcount != 1:
                 raise CertificationError(f"{learner} was certified in '{sprint}' by someone else a moment ago; "
@@ -616,7 +393,7 @@ class CertificationService:
             for d in plan:
                 db.add(ReinforcementDrill(certification_id=row.id, person_id=person.id, sprint=sprint,
                                           scenario_id=d.scenario_id, level=d.level, after_days=d.after_days,
-                                          due_on=d.due_on, status="scheduled"))
+                                          due_on=d.due_on, status=DrillStatus.SCHEDULED))
         return Certificate(learner=learner, sprint=sprint, level=current.level, signed_off_by=facilitator_username,
                            comment=comment.strip(), issued_at=issued, credential=credential, drills=plan)
 
@@ -653,14 +430,14 @@ class CertificationService:
             scn = order[i % len(order)]
             plan.append(Drill(sprint=sprint, scenario_id=scn.id, scenario_title=scn.title, level=current.level,
                               after_days=step.after_days, due_on=issued.date() + timedelta(days=step.after_days),
-                              purpose=step.purpose, status="scheduled"))
+                              purpose=step.purpose, status=DrillStatus.SCHEDULED))
         return plan
 
     def drills(self, username: str) -> list[Drill]:
         """The learner's reinforcement drills, soonest first."""
         purposes = {r.after_days: r.purpose for r in self.programme.reinforcement}
         with self.store.session() as db:
-            person = _person(db, username)
+            person = person_in(db, username)
             rows = list(db.scalars(select(ReinforcementDrill).where(ReinforcementDrill.person_id == person.id)
                                    .order_by(ReinforcementDrill.due_on, ReinforcementDrill.sprint)))
         out = []
@@ -678,156 +455,9 @@ class CertificationService:
             NotFoundError: the learner is not certified in that sprint.
         """
         with self.store.session() as db:
-            person = _person(db, username)
+            person = person_in(db, username)
             row = db.scalar(select(CertificationRow).where(CertificationRow.person_id == person.id,
                                                            CertificationRow.sprint == sprint))
-        if row is None or row.status != "certified" or not row.credential:
+        if row is None or row.status != CertificationStatus.CERTIFIED or not row.credential:
             raise NotFoundError(f"{username} has no certificate in '{sprint}' yet; a facilitator issues it at sign-off")
         return row.credential
-
-    # learning buddies --------------------------------------------------------------------------
-    def name_buddy(self, learner: str, buddy_username: str) -> None:
-        """Name (or change) the learner's learning buddy.
-
-        A buddy sees shared sessions only while they are the named buddy, so naming someone else withdraws the
-        previous buddy's access (sessions must be shared again with the new one).
-
-        Raises:
-            CertificationError: naming oneself.
-            NotFoundError: no such person.
-        """
-        if learner == buddy_username:
-            raise CertificationError("you cannot be your own learning buddy; name a colleague on the programme")
-        with self.store.session() as db:
-            me, buddy = _person(db, learner), _person(db, buddy_username)
-            link = db.scalar(select(BuddyLink).where(BuddyLink.learner_id == me.id))
-            if link is None:
-                db.add(BuddyLink(learner_id=me.id, buddy_id=buddy.id, named_at=self.clock()))
-            elif link.buddy_id != buddy.id:
-                link.buddy_id, link.named_at = buddy.id, self.clock()
-
-    def buddy_of(self, learner: str) -> str | None:
-        """The learner's current buddy, if any."""
-        with self.store.session() as db:
-            me = _person(db, learner)
-            link = db.scalar(select(BuddyLink).where(BuddyLink.learner_id == me.id))
-            return db.get(Person, link.buddy_id).username if link else None
-
-    def share_session(self, learner: str, session_id: str) -> SharedSession:
-        """Share one of the learner's own sessions with their buddy.
-
-        Raises:
-            PermissionDenied: the session is someone else's.
-            CertificationError: no buddy named yet.
-            NotFoundError: no such session.
-        """
-        with self.store.session() as db:
-            me = _person(db, learner)
-            sess = db.get(PracticeSession, session_id)
-            if sess is None:
-                raise NotFoundError(f"no practice session '{session_id}'")
-            if sess.person_id != me.id:
-                raise PermissionDenied("you can only share your own practice sessions")
-            link = db.scalar(select(BuddyLink).where(BuddyLink.learner_id == me.id))
-            if link is None:
-                raise CertificationError("name a learning buddy first, then share sessions with them")
-            share = db.scalar(select(SharedSessionRow).where(SharedSessionRow.session_id == session_id,
-                                                             SharedSessionRow.buddy_id == link.buddy_id))
-            if share is None:
-                share = SharedSessionRow(session_id=session_id, buddy_id=link.buddy_id, shared_at=self.clock())
-                db.add(share)
-                db.flush()
-            return SharedSession(session_id=sess.id, learner=learner, scenario_id=sess.scenario_id, level=sess.level,
-                                 started_at=sess.started_at, shared_at=share.shared_at)
-
-    def buddy_sessions(self, buddy: str) -> list[SharedSession]:
-        """Sessions shared with `buddy` by learners who currently name them as buddy, newest share first."""
-        with self.store.session() as db:
-            me = _person(db, buddy)
-            rows = list(db.execute(
-                select(SharedSessionRow, PracticeSession, Person)
-                .join(PracticeSession, PracticeSession.id == SharedSessionRow.session_id)
-                .join(Person, Person.id == PracticeSession.person_id)
-                .join(BuddyLink, (BuddyLink.learner_id == PracticeSession.person_id) & (BuddyLink.buddy_id == me.id))
-                .where(SharedSessionRow.buddy_id == me.id)
-                .order_by(SharedSessionRow.shared_at.desc(), SharedSessionRow.id.desc())))
-        return [SharedSession(session_id=s.id, learner=p.username, scenario_id=s.scenario_id, level=s.level,
-                              started_at=s.started_at, shared_at=share.shared_at) for share, s, p in rows]
-
-    def _visible(self, db: Session, viewer: str, session_id: str) -> tuple[Person, PracticeSession, Person, datetime | None]:
-        me = _person(db, viewer)
-        sess = db.get(PracticeSession, session_id)
-        if sess is None:
-            raise NotFoundError(f"no practice session '{session_id}'")
-        owner = db.get(Person, sess.person_id)
-        if owner.id == me.id:
-            share = db.scalar(select(func.min(SharedSessionRow.shared_at)).where(SharedSessionRow.session_id == session_id))
-            return me, sess, owner, share
-        shared_at = db.scalar(
-            select(SharedSessionRow.shared_at)
-            .join(BuddyLink, (BuddyLink.learner_id == sess.person_id) & (BuddyLink.buddy_id == me.id))
-            .where(SharedSessionRow.session_id == session_id, SharedSessionRow.buddy_id == me.id))
-        if shared_at is None:
-            raise PermissionDenied(f"session '{session_id}' has not been shared with {viewer}; "
-                                   "only the learner and the buddy they shared it with can see it")
-        return me, sess, owner, shared_at
-
-    def shared_session(self, viewer: str, session_id: str) -> SharedSessionView:
-        """A session's transcript and reflections, for its learner or the buddy it was shared with.
-
-        Raises:
-            PermissionDenied: anyone else.
-        """
-        with self.store.session() as db:
-            _, sess, owner, shared_at = self._visible(db, viewer, session_id)
-            turns = [SharedTurn(speaker=t.speaker, text=t.text) for t in sess.turns]
-            info = SharedSession(session_id=sess.id, learner=owner.username, scenario_id=sess.scenario_id,
-                                 level=sess.level, started_at=sess.started_at, shared_at=shared_at or sess.started_at)
-        return SharedSessionView(session=info, turns=turns, reflections=self.reflections(session_id))
-
-    def add_reflection(self, buddy: str, session_id: str, note: str) -> Reflection:
-        """Add a reflection note to a session shared with `buddy` (the learner may reflect on their own too).
-
-        Raises:
-            PermissionDenied: the session is not shared with `buddy`.
-            CertificationError: the note is empty or too long.
-        """
-        text = (note or "").strip()
-        if not text:
-            raise CertificationError("a reflection cannot be empty; write what went well and what to try next")
-        if len(text) > MAX_NOTE:
-            raise CertificationError(f"a reflection is limited to {MAX_NOTE} characters (got {len(text)}); shorten it")
-        with self.store.session() as db:
-            me, sess, _, _ = self._visible(db, buddy, session_id)
-            row = ReflectionRow(session_id=sess.id, author_id=me.id, note=text, created_at=self.clock())
-            db.add(row)
-        return Reflection(session_id=session_id, author=buddy, note=text, created_at=row.created_at)
-
-    def reflections(self, session_id: str, viewer: str | None = None) -> list[Reflection]:
-        """Reflections on a session, oldest first.
-
-        Args:
-            session_id: The session.
-            viewer: If given, who is asking: must be the learner or the buddy it was shared with.
-
-        Raises:
-            PermissionDenied: `viewer` may not see the session.
-        """
-        with self.store.session() as db:
-            if viewer is not None:
-                self._visible(db, viewer, session_id)
-            elif db.get(PracticeSession, session_id) is None:
-                raise NotFoundError(f"no practice session '{session_id}'")
-            rows = list(db.execute(select(ReflectionRow, Person.username)
-                                   .join(Person, Person.id == ReflectionRow.author_id)
-                                   .where(ReflectionRow.session_id == session_id)
-                                   .order_by(ReflectionRow.created_at, ReflectionRow.id)))
-        return [Reflection(session_id=r.session_id, author=name, note=r.note, created_at=r.created_at) for r, name in rows]
-
-
-__all__ = [
-    "AnswerOption", "Band", "Certificate", "CertificationError", "CertificationService", "CountedSession", "Drill",
-    "Issuer", "LearnerStatus", "PreAssessment", "Programme", "ProgrammeSprint", "Question", "Reflection",
-    "ReinforcementStep", "SharedSession", "SharedSessionView", "SharedTurn", "SprintStatus", "UncountedSession",
-    "default_programme_path", "load_programme", "programme_problems",
-]

@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from roleplay.errors import RoleplayError
+
+if TYPE_CHECKING:
+    from roleplay.context import AppContext
+
+
+def _app() -> AppContext:
+    """The command's app context: settings read once, parts built on first use, closed when the command ends."""
+    from roleplay.context import AppContext
+
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+        root.call_on_close(root.obj.close)
+    return root.obj
+
+
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return bool(getattr(getattr(obj, "settings", None), "debug", False))
 
 
 class _Group(click.Group):
@@ -20,15 +39,19 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RoleplayError as exc:
-            click.echo(f"error: {exc}", err=True)
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                click.echo(f"error: {line}", err=True)
             sys.exit(1)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
+        except BrokenPipeError:  # the output was piped into something that stopped reading (e.g. `head`)
+            sys.stderr.close()
+            sys.exit(0)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
         except Exception as exc:  # noqa: BLE001 - last line of defence for users
-            if os.environ.get("ROLEPLAY_DEBUG"):
+            if _debug():
                 raise
             click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ROLEPLAY_DEBUG=1 for the traceback)", err=True)
             sys.exit(1)
@@ -44,9 +67,8 @@ def main() -> None:
 def validate(paths: tuple[Path, ...]) -> None:
     """Check scenario and rubric YAML files (default: the configured scenarios and rubrics)."""
     from roleplay.catalog import load_catalog
-    from roleplay.config import settings
 
-    cfg = settings()
+    cfg = _app().settings
     targets = list(paths) or [cfg.scenarios_dir, cfg.rubrics_dir]
     missing = [p for p in targets if not p.exists()]
     if missing:
@@ -73,9 +95,8 @@ def schema(kind: str) -> None:
 @main.command("scenarios")
 def list_scenarios() -> None:
     """List the available scenarios."""
-    from roleplay.library import catalog
 
-    for scn in sorted(catalog().scenarios.values(), key=lambda s: (s.sprint, s.id)):
+    for scn in sorted(_app().catalog.scenarios.values(), key=lambda s: (s.sprint, s.id)):
         click.echo(f"{scn.id:24} {scn.sprint:22} {scn.title}")
 
 
@@ -91,9 +112,8 @@ def people() -> None:
 @click.option("--password", is_flag=True, help="Ask for a sign-in password for the web app.")
 def people_add(username: str, role: str, display_name: str | None, password: bool) -> None:
     """Add a person with a role."""
-    from roleplay.store import default_store
 
-    store = default_store()
+    store = _app().store
     secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
     person = store.add_person(username, role, display_name)  # type: ignore[arg-type]
     if secret:
@@ -105,18 +125,16 @@ def people_add(username: str, role: str, display_name: str | None, password: boo
 @click.argument("username")
 def people_password(username: str) -> None:
     """Set someone's sign-in password."""
-    from roleplay.store import default_store
 
-    default_store().set_password(username, click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    _app().store.set_password(username, click.prompt("Password", hide_input=True, confirmation_prompt=True))
     click.echo(f"password set for {username}")
 
 
 @people.command("list")
 def people_list() -> None:
     """List everyone."""
-    from roleplay.store import default_store
 
-    for person in default_store().people():
+    for person in _app().store.people():
         click.echo(f"{person.username:20} {person.role:12} {person.display_name}")
 
 
@@ -130,14 +148,14 @@ def practice(scenario_id: str, level: str, offline: bool, username: str | None, 
     """Practise a scenario in the terminal; every turn is stored. Type /end to finish."""
     import getpass
 
-    from roleplay.library import catalog
-    from roleplay.practice import engine_notice, make_voice, start_practice
-    from roleplay.store import default_store
+    from roleplay.practice import engine_notice, start_practice
 
-    scenario = catalog().scenario(scenario_id)
-    voice = make_voice(offline=offline)
-    run = start_practice(default_store(), username or getpass.getuser(), scenario, level, voice, seed=seed)
-    click.echo(f"# {scenario.title} ({level})\n{engine_notice(voice)}\n")
+    scenario = _app().catalog.scenario(scenario_id)
+    app = _app()
+    voice = app.voice(offline)
+    run = start_practice(app.store, username or getpass.getuser(), scenario, level, voice, seed=seed,
+                         model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output))
+    click.echo(f"# {scenario.title} ({level})\n{engine_notice(voice, app.settings)}\n")
     click.echo(scenario.briefing.strip() + "\n")
     click.echo("Objectives:\n" + "\n".join(f"  - {o}" for o in scenario.objectives) + "\n")
     click.echo("Type your lines; /end finishes the session.\n")
@@ -177,13 +195,11 @@ def practice(scenario_id: str, level: str, offline: bool, username: str | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print the grade as JSON.")
 def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | None, as_json: bool) -> None:
     """Grade a stored session (by id) or a transcript file (.json or 'Learner:/Persona:' text)."""
-    from roleplay.grader import format_grade, grade_session, make_judge
-    from roleplay.library import catalog
-    from roleplay.store import default_store
+    from roleplay.grader import format_grade, grade_session
     from roleplay.transcript import load_transcript
 
-    cat = catalog()
-    judge = make_judge(offline=offline)
+    cat = _app().catalog
+    judge = _app().judge(offline)
     if Path(target).exists():
         transcript = load_transcript(target)
         sid = scenario_id or transcript.scenario_id
@@ -194,7 +210,7 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
         result = judge.grade(transcript, rubric, scenario)
         stored = ""
     else:
-        result, grade_id = grade_session(default_store(), target, judge, cat)
+        result, grade_id = grade_session(_app().store, target, judge, cat)
         rubric = cat.rubric(result.rubric_id)
         stored = f"\nStored as grade {grade_id}; awaiting facilitator review."
     if as_json:
@@ -219,15 +235,14 @@ def eval_grader(dataset: str, offline: bool, gold_dir: Path | None, annomi_csv: 
                 out_dir: Path | None) -> None:
     """Run a judge over the gold set, AnnoMI and a consistency check; write markdown + JSON reports."""
     from roleplay import evals
+    from roleplay.gold import load_gold
     from roleplay.config import PROJECT_ROOT
-    from roleplay.grader import make_judge
-    from roleplay.library import catalog
 
-    cat = catalog()
-    judge = make_judge(offline=offline)
+    cat = _app().catalog
+    judge = _app().judge(offline)
     label = "offline" if judge.name == "offline" else "llm"
     out = out_dir or PROJECT_ROOT / "evals" / "reports"
-    gold_path = gold_dir or PROJECT_ROOT / "evals" / "gold"
+    gold_path = gold_dir or _app().settings.anchors_dir
 
     def progress(i: int, n: int, item: str) -> None:
         click.echo(f"\r  {i}/{n} {item[:40]:40}", nl=False, err=True)
@@ -235,7 +250,7 @@ def eval_grader(dataset: str, offline: bool, gold_dir: Path | None, annomi_csv: 
             click.echo("", err=True)
 
     if dataset in ("gold", "all", "consistency"):
-        gold = evals.load_gold(gold_path, cat)[:limit]
+        gold = load_gold(gold_path, cat)[:limit]
     if dataset in ("gold", "all"):
         click.echo(f"gold set: {len(gold)} transcripts", err=True)
         res = evals.run_gold(judge, gold, cat, progress)
@@ -243,7 +258,7 @@ def eval_grader(dataset: str, offline: bool, gold_dir: Path | None, annomi_csv: 
         a = res["all_criteria"]
         click.echo(f"gold ({label}): QWK {a['qwk']}, exact {a['exact']}, adjacent {a['adjacent']} -> {paths[1]}")
     if dataset in ("annomi", "all"):
-        items = evals.load_annomi(evals.annomi_path(annomi_csv))[:limit]
+        items = evals.load_annomi(evals.annomi_path(annomi_csv, _app().settings.annomi_csv))[:limit]
         click.echo(f"AnnoMI: {len(items)} transcripts", err=True)
         res = evals.run_annomi(judge, items, cat, progress=progress)
         paths = evals.write_report(f"annomi-{label}", res, out, evals.annomi_markdown(res, label))
@@ -263,27 +278,11 @@ def review() -> None:
     """Facilitator review of graded sessions."""
 
 
-def _review_service():  # type: ignore[no-untyped-def]
-    from roleplay.library import catalog
-    from roleplay.review import ReviewService
-    from roleplay.store import default_store
-
-    return ReviewService(default_store(), catalog().rubric, on_approved=_add_exemplars)
-
-
-def _add_exemplars(view) -> None:  # type: ignore[no-untyped-def]
-    from roleplay.exemplars import ExemplarStore
-    from roleplay.review import exemplars_from
-
-    with ExemplarStore() as exemplars:
-        exemplars.add_many(exemplars_from(view))
-
-
 @review.command("list")
 @click.option("--status", type=click.Choice(["pending", "approved", "rejected", "all"]), default="pending", show_default=True)
 def review_list(status: str) -> None:
     """List reviews."""
-    views = _review_service().queue(None if status == "all" else status)
+    views = _app().reviews.queue(None if status == "all" else status)
     if not views:
         click.echo(f"no {status} reviews")
     for v in views:
@@ -296,14 +295,12 @@ def review_list(status: str) -> None:
 def review_show(review_id: int) -> None:
     """Show a review: transcript, grade, evidence and history."""
     from roleplay.grader import format_grade, transcript_of_session
-    from roleplay.library import catalog
-    from roleplay.store import default_store
 
-    v = _review_service().get(review_id)
-    transcript, _ = transcript_of_session(default_store(), v.session_id)
+    v = _app().reviews.get(review_id)
+    transcript, _ = transcript_of_session(_app().store, v.session_id)
     click.echo(f"Review {v.review_id} ({v.status}, version {v.version}): {v.learner}, {v.scenario_id} ({v.level})\n")
     click.echo(transcript.to_text() + "\n")
-    click.echo(format_grade(v.current, catalog().rubric(v.current.rubric_id)))
+    click.echo(format_grade(v.current, _app().catalog.rubric(v.current.rubric_id)))
     click.echo("\nHistory:")
     for h in v.history:
         changes = "; ".join(f"{c.criterion_id} -> level {c.level}" for c in h.changes if c.level)
@@ -316,7 +313,7 @@ def review_show(review_id: int) -> None:
 @click.option("--comment", default=None)
 def review_approve(review_id: int, username: str, comment: str | None) -> None:
     """Approve a grade (with any edits)."""
-    v = _review_service().approve(review_id, username, comment)
+    v = _app().reviews.approve(review_id, username, comment)
     click.echo(f"review {v.review_id} approved: {v.current.summary}")
 
 
@@ -334,7 +331,7 @@ def review_edit(review_id: int, username: str, criterion: str, level: int | None
     from roleplay.review import CriterionEdit
 
     change = CriterionEdit(criterion_id=criterion, level=level, feedback=feedback, evidence=list(evidence) or None)
-    v = _review_service().edit(review_id, username, [change], comment)
+    v = _app().reviews.edit(review_id, username, [change], comment)
     click.echo(f"review {v.review_id} edited (version {v.version}): {v.current.summary}")
 
 
@@ -344,7 +341,7 @@ def review_edit(review_id: int, username: str, criterion: str, level: int | None
 @click.option("--reason", required=True, help="Why; the learner sees it.")
 def review_reject(review_id: int, username: str, reason: str) -> None:
     """Reject a grade; the session will not count and the learner may practise again."""
-    v = _review_service().reject(review_id, username, reason)
+    v = _app().reviews.reject(review_id, username, reason)
     click.echo(f"review {v.review_id} rejected")
 
 
@@ -357,11 +354,8 @@ def calibrate() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def calibrate_report(as_json: bool) -> None:
     """Agreement of facilitators with the grader and each other, and the drift signal."""
-    from roleplay.calibration import CalibrationService
-    from roleplay.library import catalog
-    from roleplay.store import default_store
 
-    rep = CalibrationService(default_store(), catalog()).report()
+    rep = _app().calibration.report()
     if as_json:
         click.echo(rep.model_dump_json(indent=2))
         return
@@ -383,9 +377,6 @@ def calibrate_report(as_json: bool) -> None:
 @click.option("--level", "levels", multiple=True, required=True, help="criterion=level, once per criterion.")
 def calibrate_score(anchor_id: str, username: str, levels: tuple[str, ...]) -> None:
     """Record your blind levels for an anchor transcript; then see the grader's."""
-    from roleplay.calibration import CalibrationService
-    from roleplay.library import catalog
-    from roleplay.store import default_store
 
     parsed: dict[str, int] = {}
     for item in levels:
@@ -393,17 +384,9 @@ def calibrate_score(anchor_id: str, username: str, levels: tuple[str, ...]) -> N
         if not lv.isdigit():
             raise RoleplayError(f"--level {item!r}: write criterion=level, e.g. empathy=3")
         parsed[cid.strip()] = int(lv)
-    ai = CalibrationService(default_store(), catalog()).submit(username, anchor_id, parsed)
+    ai = _app().calibration.submit(username, anchor_id, parsed)
     for cid, lv in parsed.items():
         click.echo(f"{cid:24} you {lv}  grader {ai.get(cid, '?')}")
-
-
-def _certification():  # type: ignore[no-untyped-def]
-    from roleplay.certification import CertificationService, load_programme
-    from roleplay.library import catalog
-    from roleplay.store import default_store
-
-    return CertificationService(default_store(), load_programme(), catalog(), _review_service())
 
 
 @main.group(cls=_Group)
@@ -415,9 +398,7 @@ def certify() -> None:
 @click.argument("username")
 def certify_assess(username: str) -> None:
     """Take the pre-assessment that sets your starting level."""
-    from roleplay.certification import load_programme
-
-    programme = load_programme()
+    programme = _app().programme
     click.echo(programme.pre_assessment.instructions.strip() + "\n")
     answers: dict[str, str] = {}
     for q in programme.pre_assessment.questions:
@@ -426,7 +407,7 @@ def certify_assess(username: str) -> None:
             click.echo(f"  {o.id}) {o.text}")
         answers[q.id] = click.prompt("Your answer", type=click.Choice([o.id for o in q.options]))
         click.echo()
-    click.echo(f"Your starting level: {_certification().pre_assessment(username, answers)}")
+    click.echo(f"Your starting level: {_app().certification.pre_assessment(username, answers)}")
 
 
 @certify.command("choose")
@@ -434,7 +415,7 @@ def certify_assess(username: str) -> None:
 @click.argument("sprints", nargs=-1, required=True)
 def certify_choose(username: str, sprints: tuple[str, ...]) -> None:
     """Choose the sprints to be certified in."""
-    status = _certification().choose_sprints(username, list(sprints))
+    status = _app().certification.choose_sprints(username, list(sprints))
     click.echo(f"chosen: {', '.join(s.sprint for s in status.sprints)}. {status.next_step}")
 
 
@@ -442,7 +423,7 @@ def certify_choose(username: str, sprints: tuple[str, ...]) -> None:
 @click.argument("username")
 def certify_status(username: str) -> None:
     """Where a learner stands in each chosen sprint (only approved sessions count)."""
-    st = _certification().status(username)
+    st = _app().certification.status(username)
     click.echo(f"{st.learner}: level {st.level or 'not assessed'}")
     for s in st.sprints:
         state = "CERTIFIED" if s.certified else "ready for sign-off" if s.ready_for_sign_off else f"{s.still_needed} more needed"
@@ -458,7 +439,7 @@ def certify_status(username: str) -> None:
 @click.option("--comment", required=True, help="Your written sign-off comment.")
 def certify_issue(username: str, sprint: str, facilitator: str, comment: str) -> None:
     """Sign off a sprint: issues the signed credential and schedules reinforcement drills."""
-    cert = _certification().sign_off(sprint, username, facilitator, comment)
+    cert = _app().certification.sign_off(sprint, username, facilitator, comment)
     click.echo(f"certified {username} in {sprint} ({cert.level}); credential {cert.credential.get('id')}")
     for d in cert.drills:
         click.echo(f"  drill {d.due_on}: {d.scenario_title} ({d.level}) - {d.purpose}")
@@ -475,20 +456,21 @@ def export() -> None:
 @click.option("--send", is_flag=True, help="Also send to the LRS (ROLEPLAY_LRS_URL, ROLEPLAY_LRS_KEY, ROLEPLAY_LRS_SECRET).")
 def export_xapi_cmd(learner: str | None, out: Path | None, send: bool) -> None:
     """xAPI 1.0.3 statements for approved sessions (the approved score, not the AI's)."""
-    from roleplay.library import catalog
     from roleplay.review import approved_results
-    from roleplay.standards import export_xapi, send_to_lrs, xapi_statement
+    from roleplay.xapi import export_xapi, send_to_lrs, xapi_statement
 
-    cat = catalog()
-    statements = [xapi_statement(r, cat.scenarios.get(r.scenario_id)) for r in approved_results(_review_service(), learner)]
+    app = _app()
+    lrs = app.lrs() if send else None  # a missing LRS is reported before anything is written
+    statements = [xapi_statement(r, app.catalog.scenarios.get(r.scenario_id), config=app.xapi)
+                  for r in approved_results(app.reviews, learner)]
     text = export_xapi(statements)
     if out:
         out.write_text(text)
         click.echo(f"{len(statements)} statement(s) written to {out}")
     else:
         click.echo(text)
-    if send:
-        ids = send_to_lrs(statements)
+    if lrs is not None:
+        ids = send_to_lrs(statements, lrs)
         click.echo(f"sent {len(ids)} statement(s) to the LRS", err=True)
 
 
@@ -498,9 +480,9 @@ def export_xapi_cmd(learner: str | None, out: Path | None, send: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSON here instead of stdout.")
 def export_badge(username: str, sprint: str, out: Path | None) -> None:
     """The signed Open Badges 3.0 credential of a certified sprint."""
-    from roleplay.standards import verify_credential
+    from roleplay.badges import verify_credential
 
-    credential = _certification().certificate(username, sprint)
+    credential = _app().certification.certificate(username, sprint)
     text = json.dumps(credential, indent=2)
     if out:
         out.write_text(text)
@@ -512,9 +494,9 @@ def export_badge(username: str, sprint: str, out: Path | None) -> None:
 @export.command("public-key")
 def export_public_key() -> None:
     """The PEM public key that verifies issued credentials."""
-    from roleplay.standards import public_key_pem
+    from roleplay.badges import public_key_pem
 
-    click.echo(public_key_pem(), nl=False)
+    click.echo(public_key_pem(_app().settings.data_dir), nl=False)
 
 
 def _num(x: float | None) -> str:
@@ -524,10 +506,9 @@ def _num(x: float | None) -> str:
 @main.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
-    from roleplay.config import settings
     from roleplay.store import Store, _describe_url
 
-    url = settings().database_url
+    url = _app().settings.database_url
     Store(url).close()
     click.echo(f"database is up to date: {_describe_url(url)}")
 

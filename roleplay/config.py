@@ -1,16 +1,24 @@
-"""Configuration from environment variables, resolved once and lazily, with actionable errors."""
+"""Settings: every `ROLEPLAY_*` environment variable, read once into one object and passed in.
+
+`load_settings()` reads the environment; a bad value raises `ConfigError` with one line per problem naming the
+variable and what to set it to. The app context (`roleplay.context`) reads the settings once at start and hands
+them to everything it builds.
+"""
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from roleplay.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "ROLEPLAY_"
 
 
 def _default_data_dir() -> Path:
@@ -18,76 +26,125 @@ def _default_data_dir() -> Path:
     return Path(base) / "roleplay"
 
 
-def _content_dir(name: str) -> Path:
+def content_dir(name: str) -> Path:
     """`./NAME` when run from a checkout, else the checkout the package was installed from."""
     here = Path.cwd() / name
-    return here if here.is_dir() else PROJECT_ROOT / name
+    return here if here.exists() else PROJECT_ROOT / name
 
 
-class Settings(BaseModel):
+class Engine(StrEnum):
+    """Which engine plays personas and grades."""
+
+    AUTO = "auto"
+    LLM = "llm"
+    OFFLINE = "offline"
+
+
+class StructuredMode(StrEnum):
+    """How structured replies are asked of the endpoint."""
+
+    JSON_SCHEMA = "json_schema"
+    JSON_OBJECT = "json_object"
+    PROMPT = "prompt"
+
+
+class EmbeddingsKind(StrEnum):
+    """Which embedder the exemplar store uses."""
+
+    HASHING = "hashing"
+    OPENAI = "openai"
+    MINILM = "minilm"
+
+
+class Settings(BaseSettings):
     """Every setting roleplay reads; see the configuration table in the README."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True,
+                                      case_sensitive=False, use_enum_values=False)
 
-    data_dir: Path = Field(description="Directory for the SQLite database, exemplars and keys (ROLEPLAY_DATA_DIR).")
-    database_url: str = Field(description="SQLAlchemy URL; SQLite file in data_dir by default (ROLEPLAY_DATABASE_URL).")
-    scenarios_dir: Path = Field(description="Directory of scenario YAML files (ROLEPLAY_SCENARIOS_DIR).")
-    rubrics_dir: Path = Field(description="Directory of rubric YAML files (ROLEPLAY_RUBRICS_DIR).")
-    engine: str = Field(description="'auto' (LLM when a base URL or key is set, else offline), 'llm' or 'offline' (ROLEPLAY_ENGINE).")
-    base_url: str | None = Field(description="OpenAI-compatible endpoint base URL (ROLEPLAY_BASE_URL).")
-    api_key: str | None = Field(description="API key for the endpoint (ROLEPLAY_API_KEY).")
-    model: str = Field(description="Chat model name (ROLEPLAY_MODEL).")
-    timeout: float = Field(gt=0, description="Seconds before a model call times out (ROLEPLAY_TIMEOUT).")
-    max_retries: int = Field(ge=0, le=10, description="Retries on timeouts, 429 and 5xx (ROLEPLAY_MAX_RETRIES).")
-    host: str = Field(description="Address the web app listens on (ROLEPLAY_HOST).")
-    port: int = Field(ge=1, le=65535, description="Port the web app listens on (ROLEPLAY_PORT).")
+    data_dir: Path = Field(default_factory=_default_data_dir, description="SQLite database, exemplars and keys.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; SQLite file in data_dir by default.")
+    scenarios_dir: Path = Field(default_factory=lambda: content_dir("scenarios"), description="Scenario YAML files.")
+    rubrics_dir: Path = Field(default_factory=lambda: content_dir("rubrics"), description="Rubric YAML files.")
+    anchors_dir: Path = Field(default_factory=lambda: content_dir("evals/gold"),
+                              description="Anchor transcripts facilitators score blind.")
+    programme: Path = Field(default_factory=lambda: content_dir("programs/sprint-programme.yaml"),
+                            description="The certification programme YAML.")
+    engine: Engine = Field(default=Engine.AUTO, description="auto, llm or offline.")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint base URL.")
+    api_key: str | None = Field(default=None, description="API key for the endpoint.")
+    model: str = Field(default="gpt-4o-mini", description="Chat model name.")
+    api_version: str | None = Field(default=None, description="Azure OpenAI API version.")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds per model call.")
+    max_retries: int = Field(default=3, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
+    structured_mode: StructuredMode = Field(default=StructuredMode.JSON_SCHEMA, description="How JSON is asked for.")
+    price_input: float | None = Field(default=None, ge=0, description="Price per million input tokens.")
+    price_output: float | None = Field(default=None, ge=0, description="Price per million output tokens.")
+    embeddings: EmbeddingsKind = Field(default=EmbeddingsKind.HASHING, description="Exemplar embeddings.")
+    embedding_model: str = Field(default="text-embedding-3-small", description="Embeddings model for `openai`.")
+    embedding_model_path: Path | None = Field(default=None, description="MiniLM weights directory.")
+    chroma_url: str | None = Field(default=None, description="A chroma server instead of the file in data_dir.")
+    drift_threshold: float = Field(default=0.3, ge=0, le=1, description="Share of changed criteria that is drift.")
+    host: str = Field(default="127.0.0.1", description="Address the web app listens on.")
+    port: int = Field(default=7860, ge=1, le=65535, description="Port the web app listens on.")
+    concurrency: int = Field(default=64, ge=1, le=10_000, description="Web events run at once.")
+    debug: bool = Field(default=False, description="Show the traceback of an unexpected CLI error.")
+    xapi_base: str = Field(default="https://roleplay.example", description="IRI base of xAPI activities.")
+    xapi_mbox_domain: str = Field(default="roleplay.example", description="Learners are mailto:NAME@DOMAIN.")
+    xapi_homepage: str | None = Field(default=None, description="Learners are accounts on this home page.")
+    lrs_url: str | None = Field(default=None, description="The LRS endpoint statements are sent to.")
+    lrs_key: str | None = Field(default=None, description="LRS basic-auth key.")
+    lrs_secret: str | None = Field(default=None, description="LRS basic-auth secret.")
+    annomi_csv: Path | None = Field(default=None, description="The AnnoMI CSV for evaluations.")
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        object.__setattr__(self, "data_dir", self.data_dir.expanduser())
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'roleplay.db'}")
+        if (self.lrs_key is None) != (self.lrs_secret is None):
+            raise ValueError("set both ROLEPLAY_LRS_KEY and ROLEPLAY_LRS_SECRET (the LRS's basic-auth credentials), "
+                             "or neither")
+        return self
 
     @property
     def use_llm(self) -> bool:
         """Whether the persona and grader should use the configured endpoint."""
-        if self.engine == "offline":
+        if self.engine is Engine.OFFLINE:
             return False
-        if self.engine == "llm":
+        if self.engine is Engine.LLM:
             return True
         return bool(self.base_url or self.api_key)
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+_EXAMPLES = {"int": "a whole number", "float": "a number", "bool": "1 or 0", "enum": "one of"}
 
 
-def _number(name: str, default: str, kind: type) -> float | int:
-    raw = _env(name, default)
+def _problem(error: Any) -> str:
+    loc = error.get("loc") or ()
+    if not loc:
+        return str(error.get("msg", "")).removeprefix("Value error, ")
+    field = str(loc[0])
+    name = ENV_PREFIX + field.upper()
+    raw = error.get("input")
+    info = Settings.model_fields.get(field)
+    default = info.get_default(call_default_factory=False) if info is not None else None
+    kind = error.get("type", "")
+    if kind == "enum":
+        choices = error.get("ctx", {}).get("expected", "")
+        return f"{name}={raw!r} is not valid; use {choices.replace(chr(39), '')}"
+    what = str(error.get("msg", "invalid")).lower()
+    hint = f" (default {default})" if default not in (None, "") and not callable(default) else ""
+    return f"{name}={raw!r}: {what}; fix or unset it{hint}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment (and `overrides`, by field name).
+
+    Raises:
+        ConfigError: one line per bad value, naming the variable and what to set it to.
+    """
     try:
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}; set it to a number like {default}") from None
-
-
-def load_settings() -> Settings:
-    """Read settings from the environment (no caching; see `settings()`)."""
-    data_dir = Path(_env("ROLEPLAY_DATA_DIR") or _default_data_dir()).expanduser()
-    engine = (_env("ROLEPLAY_ENGINE", "auto") or "auto").lower()
-    if engine not in ("auto", "llm", "offline"):
-        raise ConfigError(f"ROLEPLAY_ENGINE={engine!r} is not valid; use auto, llm or offline")
-    return Settings(
-        data_dir=data_dir,
-        database_url=_env("ROLEPLAY_DATABASE_URL") or f"sqlite:///{data_dir / 'roleplay.db'}",
-        scenarios_dir=Path(_env("ROLEPLAY_SCENARIOS_DIR") or _content_dir("scenarios")),
-        rubrics_dir=Path(_env("ROLEPLAY_RUBRICS_DIR") or _content_dir("rubrics")),
-        engine=engine,
-        base_url=_env("ROLEPLAY_BASE_URL"),
-        api_key=_env("ROLEPLAY_API_KEY"),
-        model=_env("ROLEPLAY_MODEL", "gpt-4o-mini") or "gpt-4o-mini",
-        timeout=_number("ROLEPLAY_TIMEOUT", "60", float),
-        max_retries=_number("ROLEPLAY_MAX_RETRIES", "3", int),
-        host=_env("ROLEPLAY_HOST", "127.0.0.1") or "127.0.0.1",
-        port=_number("ROLEPLAY_PORT", "7860", int),
-    )
-
-
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    """The process-wide settings, read from the environment on first use."""
-    return load_settings()
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_problem(e) for e in exc.errors())) from None

@@ -91,3 +91,29 @@ class ReviewError(RoleplayError):
 
 class PermissionDenied(RoleplayError):
     """The person asking is not allowed to do this."""
+
+
+class CertificationError(RoleplayError):
+    """A certification step is not possible yet or was given invalid input; the message says what to do."""
+
+
+class BuddyError(RoleplayError):
+    """A learning-buddy step is not possible (no buddy named, naming oneself, an empty reflection)."""
+
+
+class StandardsError(RoleplayError):
+    """A credential or key cannot be made, read or checked."""
+
+
+class LRSError(RoleplayError):
+    """The LRS refused statements or could not be reached.
+
+    Attributes:
+        attempts: Requests made before giving up.
+        status: The last HTTP status, or None (timeout or connection failure).
+    """
+
+    def __init__(self, message: str, *, attempts: int = 1, status: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status = status

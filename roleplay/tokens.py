@@ -100,11 +100,13 @@ def trim_to_budget(
     return head + ([note] if dropped else []) + middle + tail, dropped
 
 
-def estimate_cost(prompt_tokens: int, completion_tokens: int) -> float | None:
-    """Cost in the configured currency from ROLEPLAY_PRICE_INPUT / ROLEPLAY_PRICE_OUTPUT (per million tokens)."""
-    try:
-        price_in = float(os.environ["ROLEPLAY_PRICE_INPUT"])
-        price_out = float(os.environ.get("ROLEPLAY_PRICE_OUTPUT", price_in))
-    except (KeyError, ValueError):
+def estimate_cost(prompt_tokens: int, completion_tokens: int, price_input: float | None,
+                  price_output: float | None = None) -> float | None:
+    """Cost in the configured currency, prices per million tokens (ROLEPLAY_PRICE_INPUT / ROLEPLAY_PRICE_OUTPUT).
+
+    None when no input price is configured; the output price defaults to the input price.
+    """
+    if price_input is None:
         return None
-    return (prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000
+    price_out = price_input if price_output is None else price_output
+    return (prompt_tokens * price_input + completion_tokens * price_out) / 1_000_000

@@ -45,7 +45,6 @@ class App:
 @pytest.fixture()
 def content_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the scenarios (the Author page writes there) and two calibration anchors."""
-    from roleplay import config, library
 
     scenarios = tmp_path / "scenarios"
     shutil.copytree(ROOT / "scenarios", scenarios)
@@ -55,24 +54,22 @@ def content_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         shutil.copy(gold, anchors / gold.name)
     monkeypatch.setenv("ROLEPLAY_SCENARIOS_DIR", str(scenarios))
     monkeypatch.setenv("ROLEPLAY_ANCHORS_DIR", str(anchors))
-    config.settings.cache_clear()
-    library.catalog.cache_clear()
     yield scenarios
-    library.catalog.cache_clear()
 
 
 @pytest.fixture()
 def app(content_dirs: Path) -> Iterator[App]:
     """The app, launched in-process with sign-in, with one learner, facilitator and designer."""
-    from roleplay.store import default_store
+    from roleplay.context import AppContext
     from roleplay.ui import build_app
     from roleplay.ui.app import launch_options
 
-    store = default_store()
+    context = AppContext()
+    store = context.store
     for name, role in PEOPLE.items():
         store.add_person(name, role, display_name=name.capitalize())
         store.set_password(name, PASSWORD)
-    demo = build_app()
+    demo = build_app(context)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     try:

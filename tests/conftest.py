@@ -20,9 +20,6 @@ ENV_PREFIX = "ROLEPLAY_"
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point all storage at a temp directory and clear any endpoint configuration."""
-    import roleplay.config as config
-    import roleplay.store as store
-
     for name in list(os.environ):
         if name.startswith(ENV_PREFIX):
             monkeypatch.delenv(name)
@@ -30,13 +27,12 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("ROLEPLAY_DATA_DIR", str(data))
     monkeypatch.setenv("ROLEPLAY_SCENARIOS_DIR", str(ROOT / "scenarios"))
     monkeypatch.setenv("ROLEPLAY_RUBRICS_DIR", str(ROOT / "rubrics"))
-    config.settings.cache_clear()
-    store._default_store = None
     yield data
-    if store._default_store is not None:
-        store._default_store.close()
-        store._default_store = None
-    config.settings.cache_clear()
+    import sys
+
+    common = sys.modules.get("roleplay.ui.common")
+    if common is not None and common._CONTEXT:
+        common._CONTEXT.pop().close()
 
 
 @pytest.fixture()

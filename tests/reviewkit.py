@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from roleplay.grader import OfflineJudge, grade_session
-from roleplay.library import catalog
+from content import catalog
 from roleplay.practice import start_practice
 from roleplay.review import ReviewService
-from roleplay.store import ReviewRow, Store
+from roleplay.models import ReviewRow
+from roleplay.store import Store
 
 GOOD = ["Hi Sam, thanks for making time.", "What has been going on for you lately?",
         "It sounds like the mornings have been really hard.", "That sounds exhausting. Thank you for telling me.",

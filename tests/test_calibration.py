@@ -11,8 +11,8 @@ from reviewkit import graded_session, service
 from roleplay.calibration import CalibrationService
 from roleplay.errors import PermissionDenied, RoleplayError
 from roleplay.grader import OfflineJudge
-from roleplay.library import catalog
-from roleplay.review import CriterionEdit
+from content import catalog
+from roleplay.review import CriterionEdit, ReviewService
 from roleplay.store import Store
 
 CRITERIA = ["open-questions", "reflective-listening", "empathy", "candid-feedback", "next-steps"]
@@ -36,7 +36,8 @@ def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
     write_anchor(anchors, "a1", ["Is everything okay?", "You need to plan better."])
     write_anchor(anchors, "a2", ["What's been going on?", "It sounds like mornings are hard.",
                                  "Shall we check in next Monday?"])
-    svc = CalibrationService(store, catalog(), judge=OfflineJudge(), anchors_dir=anchors)
+    svc = CalibrationService(store, catalog(), ReviewService(store, catalog().rubric), judge=OfflineJudge(),
+                             anchors_dir=anchors)
     yield store, svc
     store.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from roleplay.calibration import agreement, auroc, balanced_accuracy, cohen_kappa, quadratic_weighted_kappa
+from roleplay.metrics import agreement, auroc, balanced_accuracy, cohen_kappa, quadratic_weighted_kappa
 
 
 def test_perfect_agreement() -> None:

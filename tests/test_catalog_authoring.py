@@ -8,7 +8,7 @@ import pytest
 
 from roleplay.catalog import check_scenario_text, save_scenario_text
 from roleplay.errors import RoleplayError, ValidationErrors
-from roleplay.library import catalog
+from content import catalog
 
 
 def shipped(root: Path) -> str:

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from roleplay.certification import CertificationError, CertificationService, Programme, load_programme
+from roleplay.buddies import BuddyService
+from roleplay.certification import CertificationService
+from roleplay.errors import BuddyError, CertificationError
+from roleplay.programme import Programme, load_programme
 from roleplay.errors import NotFoundError, PermissionDenied, ValidationErrors
 from roleplay.grader import CriterionGrade, finish_grade
-from roleplay.library import catalog
+from content import catalog
 from roleplay.review import ReviewService
-from roleplay.standards import identity_matches, verify_credential
+from roleplay.badges import identity_matches, verify_credential
 from roleplay.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +49,7 @@ class World:
         self.store = Store(url)
         self.cat = catalog()
         self.reviews = ReviewService(self.store, self.cat.rubric)
+        self.buddies = BuddyService(self.store, clock=lambda: NOW)
         self.cert = CertificationService(self.store, programme, self.cat, self.reviews, data_dir=data_dir,
                                          clock=lambda: NOW)
         self.store.add_person("ana", "learner", "Ana Lima")
@@ -297,46 +301,46 @@ def test_buddies_see_only_what_is_shared_with_them(world: World) -> None:
     private = world.approved("missed-deadlines", "novice")
     bens = world.approved("missed-deadlines", "novice", learner="ben")
 
-    with pytest.raises(CertificationError, match="your own learning buddy"):
-        world.cert.name_buddy("ana", "ana")
-    with pytest.raises(CertificationError, match="name a learning buddy first"):
-        world.cert.share_session("ana", shared)
-    world.cert.name_buddy("ana", "ben")
-    assert world.cert.buddy_of("ana") == "ben"
+    with pytest.raises(BuddyError, match="your own learning buddy"):
+        world.buddies.name_buddy("ana", "ana")
+    with pytest.raises(BuddyError, match="name a learning buddy first"):
+        world.buddies.share_session("ana", shared)
+    world.buddies.name_buddy("ana", "ben")
+    assert world.buddies.buddy_of("ana") == "ben"
     with pytest.raises(PermissionDenied, match="only share your own"):
-        world.cert.share_session("ana", bens)
-    world.cert.share_session("ana", shared)
-    world.cert.share_session("ana", shared)  # sharing twice is harmless
+        world.buddies.share_session("ana", bens)
+    world.buddies.share_session("ana", shared)
+    world.buddies.share_session("ana", shared)  # sharing twice is harmless
 
-    assert [s.session_id for s in world.cert.buddy_sessions("ben")] == [shared]
-    assert world.cert.buddy_sessions("ben")[0].learner == "ana"
-    view = world.cert.shared_session("ben", shared)
+    assert [s.session_id for s in world.buddies.buddy_sessions("ben")] == [shared]
+    assert world.buddies.buddy_sessions("ben")[0].learner == "ana"
+    view = world.buddies.shared_session("ben", shared)
     assert view.turns[1].text == "What has been going on for you?"
-    assert world.cert.buddy_sessions("cat") == []
+    assert world.buddies.buddy_sessions("cat") == []
     for who, sid in (("cat", shared), ("ben", private), ("fay", shared)):
         with pytest.raises(PermissionDenied, match="has not been shared with"):
-            world.cert.shared_session(who, sid)
+            world.buddies.shared_session(who, sid)
         with pytest.raises(PermissionDenied):
-            world.cert.add_reflection(who, sid, "Nice.")
+            world.buddies.add_reflection(who, sid, "Nice.")
 
-    world.cert.add_reflection("ben", shared, "  Your second question opened her up.  ")
-    world.cert.add_reflection("ana", shared, "Next time I'll name the impact earlier.")
-    with pytest.raises(CertificationError, match="cannot be empty"):
-        world.cert.add_reflection("ben", shared, " ")
-    notes = world.cert.reflections(shared)
+    world.buddies.add_reflection("ben", shared, "  Your second question opened her up.  ")
+    world.buddies.add_reflection("ana", shared, "Next time I'll name the impact earlier.")
+    with pytest.raises(BuddyError, match="cannot be empty"):
+        world.buddies.add_reflection("ben", shared, " ")
+    notes = world.buddies.reflections(shared)
     assert [(r.author, r.note) for r in notes] == [("ben", "Your second question opened her up."),
                                                    ("ana", "Next time I'll name the impact earlier.")]
-    assert world.cert.reflections(shared, viewer="ben") == notes
+    assert world.buddies.reflections(shared, viewer="ben") == notes
     with pytest.raises(PermissionDenied):
-        world.cert.reflections(shared, viewer="cat")
+        world.buddies.reflections(shared, viewer="cat")
 
-    world.cert.name_buddy("ana", "cat")  # a new buddy: the old one loses access
-    assert world.cert.buddy_sessions("ben") == []
+    world.buddies.name_buddy("ana", "cat")  # a new buddy: the old one loses access
+    assert world.buddies.buddy_sessions("ben") == []
     with pytest.raises(PermissionDenied):
-        world.cert.shared_session("ben", shared)
-    assert world.cert.buddy_sessions("cat") == []  # nothing shared with cat yet
-    world.cert.share_session("ana", shared)
-    assert [s.session_id for s in world.cert.buddy_sessions("cat")] == [shared]
+        world.buddies.shared_session("ben", shared)
+    assert world.buddies.buddy_sessions("cat") == []  # nothing shared with cat yet
+    world.buddies.share_session("ana", shared)
+    assert [s.session_id for s in world.buddies.buddy_sessions("cat")] == [shared]
 
 
 # --- both database backends ---------------------------------------------------------------------------
@@ -357,9 +361,9 @@ class TestOnEachBackend:
             assert verify_credential(world.cert.certificate("ana", "virtual-meetings"))
             assert [d.due_on for d in world.cert.drills("ana")] == [d.due_on for d in cert.drills]
             assert world.cert.drills("ana")[0].due_on == date(2026, 3, 9)
-            world.cert.name_buddy("ana", "ben")
-            world.cert.share_session("ana", sid)
-            world.cert.add_reflection("ben", sid, "Good reset of the ground rules.")
-            assert [r.author for r in world.cert.reflections(sid)] == ["ben"]
+            world.buddies.name_buddy("ana", "ben")
+            world.buddies.share_session("ana", sid)
+            world.buddies.add_reflection("ben", sid, "Good reset of the ground rules.")
+            assert [r.author for r in world.buddies.reflections(sid)] == ["ben"]
         finally:
             world.close()

@@ -11,9 +11,10 @@ import yaml
 from click.testing import CliRunner
 
 from roleplay.cli import main
-from roleplay.evals import EvalError, annomi_label, load_annomi, load_gold, run_annomi
+from roleplay.evals import annomi_label, load_annomi, run_annomi
+from roleplay.gold import EvalError, load_gold
 from roleplay.grader import OfflineJudge
-from roleplay.library import catalog
+from content import catalog
 
 CRITERIA = ["open-questions", "reflective-listening", "empathy", "candid-feedback", "next-steps"]
 COLUMNS = ["transcript_id", "mi_quality", "video_title", "video_url", "topic", "utterance_id", "interlocutor",

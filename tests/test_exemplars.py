@@ -17,18 +17,21 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from roleplay import config, exemplars
-from roleplay.errors import ConfigError, RoleplayError
-from roleplay.exemplars import (
+from roleplay import exemplars
+from roleplay.context import AppContext
+from roleplay.embedders import (
     Embedder,
-    Exemplar,
-    ExemplarError,
-    ExemplarStore,
     HashingEmbedder,
     OpenAIEmbedder,
     SentenceTransformerEmbedder,
-    collection_name,
     make_embedder,
+)
+from roleplay.errors import ConfigError, RoleplayError
+from roleplay.exemplars import (
+    Exemplar,
+    ExemplarError,
+    ExemplarStore,
+    collection_name,
 )
 
 RUBRIC = "change-communication"
@@ -58,7 +61,11 @@ def open_store() -> Iterator[Callable[..., ExemplarStore]]:
     opened: list[ExemplarStore] = []
 
     def factory(*args: Any, **kwargs: Any) -> ExemplarStore:
-        store = ExemplarStore(*args, **kwargs)
+        if not args and "path" not in kwargs and "url" not in kwargs:
+            store = AppContext().exemplars() if "embedder" not in kwargs else ExemplarStore(
+                path=AppContext().settings.data_dir / "exemplars", **kwargs)
+        else:
+            store = ExemplarStore(*args, **kwargs)
         opened.append(store)
         return store
 
@@ -103,10 +110,10 @@ def test_hashing_embedder_puts_paraphrases_closer_than_unrelated_text() -> None:
     assert cosine(original, paraphrase) > cosine(original, unrelated) + 0.3
 
 
-def test_make_embedder_defaults_to_hashing_and_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_make_embedder_defaults_to_hashing_and_reads_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(make_embedder(), HashingEmbedder)
-    monkeypatch.setenv("ROLEPLAY_EMBEDDINGS", " Hashing ")
-    embedder = make_embedder()
+    monkeypatch.setenv("ROLEPLAY_EMBEDDINGS", "hashing")
+    embedder = AppContext().exemplars().embedder
     assert isinstance(embedder, HashingEmbedder)
     assert isinstance(embedder, Embedder)
 
@@ -114,14 +121,12 @@ def test_make_embedder_defaults_to_hashing_and_reads_the_environment(monkeypatch
 def test_unknown_embeddings_kind_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROLEPLAY_EMBEDDINGS", "word2vec")
     with pytest.raises(ConfigError) as info:
-        make_embedder()
+        AppContext()
     message = str(info.value)
     assert "ROLEPLAY_EMBEDDINGS='word2vec'" in message
     assert all(kind in message for kind in ("hashing", "openai", "minilm"))
     with pytest.raises(RoleplayError, match="'bert'"):
         make_embedder("bert")
-    with pytest.raises(ConfigError):
-        ExemplarStore()  # the store builds its embedder from the same setting
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is not None,
@@ -129,7 +134,7 @@ def test_unknown_embeddings_kind_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
 def test_minilm_without_the_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROLEPLAY_EMBEDDINGS", "minilm")
     with pytest.raises(ExemplarError, match=r'pip install -e "\.\[embeddings\]"'):
-        make_embedder()
+        AppContext().exemplars()
     with pytest.raises(ExemplarError, match="embeddings"):
         SentenceTransformerEmbedder()
 
@@ -162,7 +167,6 @@ def test_openai_embeddings_from_the_configured_endpoint(stub_llm: Any, monkeypat
     monkeypatch.setenv("ROLEPLAY_BASE_URL", stub_llm.base_url)
     monkeypatch.setenv("ROLEPLAY_API_KEY", "test-key")
     monkeypatch.setenv("ROLEPLAY_EMBEDDINGS", "openai")
-    config.settings.cache_clear()
     store = open_store()
     assert isinstance(store.embedder, OpenAIEmbedder)
     assert store.embedder.name == "openai-text-embedding-3-small"
@@ -345,7 +349,7 @@ def test_unreachable_chroma_server_fails_fast(monkeypatch: pytest.MonkeyPatch) -
     assert "http://127.0.0.1:9" in str(info.value)
     monkeypatch.setenv("ROLEPLAY_CHROMA_URL", "http://127.0.0.1:9")
     with pytest.raises(ExemplarError, match="cannot reach"):
-        ExemplarStore()
+        AppContext().exemplars()
     assert time.monotonic() - start < 5
 
 
@@ -374,5 +378,5 @@ def test_malformed_chroma_url_is_a_clear_error(url: str) -> None:
 
 
 def test_path_and_url_together_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ExemplarError, match="not both"):
+    with pytest.raises(ExemplarError, match="either path"):
         ExemplarStore(tmp_path / "db", url="http://127.0.0.1:8000")

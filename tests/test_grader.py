@@ -13,7 +13,7 @@ from stub_openai import StubOpenAI
 
 from roleplay.errors import GradingError
 from roleplay.grader import LLMJudge, OfflineJudge, finish_grade, injection_sentences, quote_is_verbatim
-from roleplay.library import catalog
+from content import catalog
 from roleplay.llm import OpenAIChatModel
 from roleplay.transcript import Transcript, Turn
 

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from reviewkit import graded_session
 
-from roleplay.certification import CertificationService, load_programme
+from roleplay.certification import CertificationService
+from roleplay.programme import load_programme
 from roleplay.errors import RoleplayError
-from roleplay.library import catalog
+from content import catalog
 from roleplay.review import CriterionEdit, ReviewService, approved_results
-from roleplay.standards import verify_credential, xapi_statement
+from roleplay.badges import verify_credential
+from roleplay.xapi import xapi_statement
 from roleplay.store import Store
 
 
@@ -83,9 +85,9 @@ def test_cli_certify_and_export(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from roleplay.cli import main
-    from roleplay.store import default_store
+    from roleplay.config import load_settings
 
-    store = default_store()
+    store = Store(load_settings().database_url)
     store.add_person("ana", "learner")
     store.add_person("fac", "facilitator")
     programme = load_programme()

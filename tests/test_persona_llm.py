@@ -8,7 +8,7 @@ import pytest
 from stub_openai import Delay, Status, StubOpenAI
 
 from roleplay.errors import ProviderError
-from roleplay.library import catalog
+from content import catalog
 from roleplay.llm import OpenAIChatModel
 from roleplay.persona import LLMVoice
 from roleplay.practice import resume_practice, start_practice
@@ -144,7 +144,7 @@ def test_a_session_continues_in_another_process_from_the_store(stub_llm: StubOpe
         list(run.respond(line))
     first.close()
     second = Store(url)
-    resumed = resume_practice(second, run.session_id, LLMVoice(model(stub_llm)))
+    resumed = resume_practice(second, run.session_id, catalog(), LLMVoice(model(stub_llm)))
     assert resumed.state.learner_turns == 3
     list(resumed.respond(LEARNER[3]))
     history = stub_llm.chat_requests()[-1]["messages"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from roleplay.library import catalog
+from content import catalog
 from roleplay.moves import classify
 from roleplay.persona import Conversation
 from roleplay.scenario import Scenario

@@ -17,10 +17,11 @@ from stub_openai import Delay, Malformed, Status, StubOpenAI, Truncated
 from roleplay.cli import main
 from roleplay.errors import ProviderError
 from roleplay.grader import LLMJudge, grade_session
-from roleplay.library import catalog
+from content import catalog
 from roleplay.llm import OpenAIChatModel
 from roleplay.practice import start_practice
-from roleplay.store import GradeRow, Person, PracticeSession, ReviewRow, Store, TurnRow
+from roleplay.models import GradeRow, Person, PracticeSession, ReviewRow, TurnRow
+from roleplay.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).parent / "yaml_corpus"
@@ -76,9 +77,9 @@ def test_bad_input_corpus_is_large() -> None:
 
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
 def test_bad_input_gives_a_clear_error_and_writes_nothing(path: Path, isolated_settings: Path) -> None:
-    from roleplay.store import default_store
+    from roleplay.config import load_settings
 
-    store = default_store()
+    store = Store(load_settings().database_url)
     before = counts(store)
     listing = sorted(p.name for p in isolated_settings.rglob("*"))
     if path.suffix == ".yaml":

@@ -11,7 +11,8 @@ from reviewkit import graded_session, service
 
 from roleplay.errors import PermissionDenied, ReviewError
 from roleplay.review import CriterionEdit, approved_results, exemplars_from
-from roleplay.store import GradeRow, Store
+from roleplay.models import GradeRow
+from roleplay.store import Store
 
 
 @pytest.fixture()
@@ -150,11 +151,6 @@ def test_cli_review_flow(store: Store, db_url: str, monkeypatch: pytest.MonkeyPa
     from roleplay.cli import main
 
     monkeypatch.setenv("ROLEPLAY_DATABASE_URL", db_url)
-    import roleplay.config as config
-    import roleplay.store as st
-
-    config.settings.cache_clear()
-    st._default_store = None
     rid = graded_session(store)
     run = CliRunner().invoke
     out = run(main, ["review", "list"])
@@ -183,9 +179,12 @@ def test_queue_by_learner_and_review_of_a_session(store: Store) -> None:
 
 
 def test_only_the_owner_gets_a_practice_run(store: Store) -> None:
+    from roleplay.context import AppContext
     from roleplay.errors import NotFoundError
-    from roleplay.practice import get_run
 
+    app = AppContext()
+    app.__dict__["store"] = store
+    get_run = lambda _store, sid, who: app.run(sid, who)  # noqa: E731
     rid = graded_session(store, learner="ana")
     sid = service(store).get(rid).session_id
     with pytest.raises(PermissionDenied, match="someone else"):

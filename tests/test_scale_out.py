@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from roleplay.library import catalog
+from content import catalog
 from roleplay.practice import start_practice
 from roleplay.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTINUE = """
 import sys
+from roleplay.context import AppContext
 from roleplay.practice import resume_practice
 from roleplay.store import Store
 store = Store(sys.argv[1])
-run = resume_practice(store, sys.argv[2])
+run = resume_practice(store, sys.argv[2], AppContext().catalog)
 reply = run.conversation.say("That sounds exhausting. Thank you for telling me.")
 print(run.state.learner_turns, "|", reply)
 store.close()

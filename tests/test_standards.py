@@ -20,29 +20,26 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from roleplay.grader import CriterionGrade, finish_grade
-from roleplay.library import catalog
+from content import catalog
 from roleplay.review import ApprovedResult, CriterionEdit, ReviewService, approved_results
-from roleplay.standards import (
-    LRSError,
-    StandardsError,
-    XapiConfig,
-    b58decode,
-    b58encode,
+from roleplay.badges import (
     badge_credential,
     canonicalize,
     did_key,
-    export_xapi,
     identity_matches,
     load_or_create_signing_key,
+    multibase_b58,
+    multibase_b58_decode,
     public_key_from_did_key,
     public_key_pem,
-    send_to_lrs,
     sign_credential,
     signing_key_path,
-    statement_id,
     verify_credential,
-    xapi_statement,
 )
+from roleplay.config import load_settings
+from roleplay.errors import ConfigError, LRSError, StandardsError
+from roleplay.retry import RetryPolicy
+from roleplay.xapi import LRSConfig, XapiConfig, export_xapi, send_to_lrs, statement_id, xapi_statement
 from roleplay.store import Store
 
 ISSUED = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -54,24 +51,53 @@ def test_jcs_matches_the_rfc_8785_example() -> None:
     data = json.loads('{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001], '
                       '"string": "\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/", '
                       '"literals": [null, true, false]}')
-    assert canonicalize(data) == ('{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],'
+    assert canonicalize(data).decode() == ('{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],'
                                   '"string":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}')
 
 
 def test_jcs_sorts_keys_by_utf16_and_formats_numbers_like_ecmascript() -> None:
     assert canonicalize({"\ufb33": 3, "\U0001F600": 2, "\u20ac": 1, "a": [1.0, -0.0, 1e21, 1e-7, 0.000001]}) == (
-        '{"a":[1,0,1e+21,1e-7,0.000001],"\u20ac":1,"\U0001F600":2,"\ufb33":3}')
-    with pytest.raises(StandardsError, match="NaN"):
+        '{"a":[1,0,1e+21,1e-7,0.000001],"\u20ac":1,"\U0001F600":2,"\ufb33":3}'.encode())
+    with pytest.raises(StandardsError, match="canonicalised"):
         canonicalize({"x": float("nan")})
 
 
-def test_base58btc_round_trips_and_keeps_leading_zeros() -> None:
-    assert b58encode(b"Hello World!") == "2NEpo7TZRRrLZSi2U"
-    assert b58encode(b"\0\0\x01") == "112"
+def test_multibase_base58btc_round_trips_and_refuses_other_characters() -> None:
+    assert multibase_b58(b"Hello World!") == "z2NEpo7TZRRrLZSi2U"
     for data in (b"", b"\0", bytes(range(40)), b"\xff" * 33):
-        assert b58decode(b58encode(data)) == data
+        assert multibase_b58_decode(multibase_b58(data)) == data
     with pytest.raises(StandardsError, match="base58btc"):
-        b58decode("0OIl")
+        multibase_b58_decode("z0OIl")
+
+
+# --- the published eddsa-jcs-2022 test vectors (W3C vc-di-eddsa) ----------------------------------
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "eddsa-jcs-2022.json").read_text())
+
+
+def _vector_key() -> Ed25519PrivateKey:
+    raw = multibase_b58_decode(VECTORS["keyPair"]["privateKeyMultibase"])
+    assert raw[:2] == b"\x80\x26"  # multicodec ed25519-priv
+    return Ed25519PrivateKey.from_private_bytes(raw[2:])
+
+
+def test_signing_reproduces_the_w3c_eddsa_jcs_2022_test_vector() -> None:
+    key = _vector_key()
+    assert did_key(key) == "did:key:" + VECTORS["keyPair"]["publicKeyMultibase"]
+    signed = VECTORS["signed"]
+    unsigned = {k: v for k, v in signed.items() if k != "proof"}
+    ours = sign_credential(unsigned, key, created=datetime(2023, 2, 24, 23, 36, 38, tzinfo=UTC),
+                           verification_method=signed["proof"]["verificationMethod"])
+    assert ours == signed  # Ed25519 is deterministic: the same proofValue, byte for byte
+
+
+def test_the_w3c_test_vector_verifies_and_any_change_breaks_it() -> None:
+    signed = VECTORS["signed"]
+    public = _vector_key().public_key()
+    assert verify_credential(signed, public)
+    tampered = copy.deepcopy(signed)
+    tampered["credentialSubject"]["alumniOf"] = "Another School"
+    assert not verify_credential(tampered, public)
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -88,8 +114,8 @@ def test_signing_key_is_created_once_with_0600_and_reused(tmp_path: Path) -> Non
     assert public_key_pem(tmp_path).startswith("-----BEGIN PUBLIC KEY-----")
 
 
-def test_signing_key_defaults_to_the_data_dir(isolated_settings: Path) -> None:
-    load_or_create_signing_key()
+def test_signing_key_lives_in_the_configured_data_dir(isolated_settings: Path) -> None:
+    load_or_create_signing_key(load_settings().data_dir)
     assert (isolated_settings / "keys" / "badge-ed25519.pem").is_file()
 
 
@@ -145,7 +171,7 @@ def test_badge_is_an_open_badges_3_credential(key: Ed25519PrivateKey) -> None:
     assert proof["type"] == "DataIntegrityProof" and proof["cryptosuite"] == "eddsa-jcs-2022"
     assert proof["proofPurpose"] == "assertionMethod"
     assert proof["verificationMethod"] == f"{did_key(key)}#{did_key(key)[8:]}"
-    assert proof["proofValue"].startswith("z") and len(b58decode(proof["proofValue"][1:])) == 64
+    assert proof["proofValue"].startswith("z") and len(multibase_b58_decode(proof["proofValue"])) == 64
 
 
 def test_badge_verifies_and_any_tampering_fails(key: Ed25519PrivateKey) -> None:
@@ -258,7 +284,7 @@ def test_actor_and_iris_are_configurable(store: Store, reviews: ReviewService, m
     assert st["object"]["id"] == "https://lms.example.org/roleplay/scenarios/missed-deadlines"
     assert st["id"] != xapi_statement(result)["id"]
     monkeypatch.setenv("ROLEPLAY_XAPI_MBOX_DOMAIN", "acme.test")
-    assert xapi_statement(result, config=XapiConfig.from_env())["actor"]["mbox"] == "mailto:ana@acme.test"
+    assert xapi_statement(result, config=XapiConfig.from_settings(load_settings()))["actor"]["mbox"] == "mailto:ana@acme.test"
     exported = json.loads(export_xapi([st, xapi_statement(result)]))
     assert [s["id"] for s in exported] == [st["id"], xapi_statement(result)["id"]]
 
@@ -319,10 +345,17 @@ def statements(n: int = 2) -> list[dict[str, Any]]:
             for i in range(n)]
 
 
+NO_WAIT = RetryPolicy(max_retries=3, backoff_base=0)
+
+
+def lrs_at(url: str, secret: str = "secret") -> LRSConfig:
+    return LRSConfig(endpoint=url, key="key", secret=secret)
+
+
 def test_statements_reach_the_lrs_with_version_header_and_basic_auth() -> None:
     sts = statements(3)
     with StubLRS() as lrs:
-        ids = send_to_lrs(sts, lrs.url, ("key", "secret"), backoff=0)
+        ids = send_to_lrs(sts, lrs_at(lrs.url), policy=NO_WAIT)
     assert ids == [s["id"] for s in sts]
     (req,) = lrs.requests
     assert req["path"] == "/xapi/statements"
@@ -333,35 +366,36 @@ def test_statements_reach_the_lrs_with_version_header_and_basic_auth() -> None:
 
 def test_lrs_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(LRSError, match="ROLEPLAY_LRS_URL"):
-        send_to_lrs(statements())
+        LRSConfig.from_settings(load_settings())
     with StubLRS() as lrs:
         monkeypatch.setenv("ROLEPLAY_LRS_URL", lrs.url)
         monkeypatch.setenv("ROLEPLAY_LRS_KEY", "key")
-        with pytest.raises(LRSError, match="set both"):
-            send_to_lrs(statements())
+        with pytest.raises(ConfigError, match="set both"):
+            load_settings()
         monkeypatch.setenv("ROLEPLAY_LRS_SECRET", "secret")
-        assert len(send_to_lrs(statements(), batch_size=1, backoff=0)) == 2
+        assert len(send_to_lrs(statements(), LRSConfig.from_settings(load_settings()), batch_size=1,
+                               policy=NO_WAIT)) == 2
     assert len(lrs.requests) == 2
 
 
 def test_server_errors_and_timeouts_are_retried() -> None:
     with StubLRS([500, 200]) as lrs:
-        assert len(send_to_lrs(statements(), lrs.url, ("key", "secret"), backoff=0)) == 2
+        assert len(send_to_lrs(statements(), lrs_at(lrs.url), policy=NO_WAIT)) == 2
     assert len(lrs.requests) == 2
     with StubLRS(["slow", 200]) as lrs:
-        assert len(send_to_lrs(statements(), lrs.url, ("key", "secret"), timeout=0.2, backoff=0)) == 2
+        assert len(send_to_lrs(statements(), lrs_at(lrs.url), timeout=0.2, policy=NO_WAIT)) == 2
     assert len(lrs.requests) == 2
 
 
 def test_retries_are_bounded() -> None:
     with StubLRS([503] * 10) as lrs, pytest.raises(LRSError, match="after 3 attempt") as err:
-        send_to_lrs(statements(), lrs.url, ("key", "secret"), max_retries=2, backoff=0)
+        send_to_lrs(statements(), lrs_at(lrs.url), policy=RetryPolicy(max_retries=2, backoff_base=0))
     assert err.value.attempts == 3 and err.value.status == 503 and len(lrs.requests) == 3
 
 
 def test_wrong_credentials_are_not_retried() -> None:
     with StubLRS() as lrs, pytest.raises(LRSError, match="ROLEPLAY_LRS_KEY") as err:
-        send_to_lrs(statements(), lrs.url, ("key", "wrong"), backoff=0)
+        send_to_lrs(statements(), lrs_at(lrs.url, secret="wrong"), policy=NO_WAIT)
     assert err.value.status == 401 and len(lrs.requests) == 1
 
 
@@ -370,5 +404,6 @@ def test_unreachable_lrs_is_a_clear_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(LRSError, match="could not deliver 2 statement.*cannot connect.*ROLEPLAY_LRS_URL") as err:
-        send_to_lrs(statements(), f"http://127.0.0.1:{port}", ("key", "secret"), max_retries=1, backoff=0)
+        send_to_lrs(statements(), lrs_at(f"http://127.0.0.1:{port}"),
+                    policy=RetryPolicy(max_retries=1, backoff_base=0))
     assert err.value.attempts == 2 and err.value.status is None

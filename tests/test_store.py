@@ -8,7 +8,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from roleplay.errors import NotFoundError, RoleplayError, StoreError
-from roleplay.store import Base, Store
+from roleplay.models import Base
+from roleplay.store import Store
 
 
 @pytest.fixture()
@@ -69,7 +70,7 @@ def test_session_turns_are_kept_in_order_with_state(store: Store) -> None:
 def test_grade_opens_a_pending_review(store: Store) -> None:
     from sqlalchemy import select
 
-    from roleplay.store import ReviewRow
+    from roleplay.models import ReviewRow
 
     ana = store.add_person("ana", "learner")
     sess = store.start_session(ana.id, "missed-deadlines", "novice", "offline")
@@ -106,12 +107,40 @@ def test_passwords_are_hashed_and_checked(store: Store) -> None:
     with store.session() as db:
         from sqlalchemy import select
 
-        from roleplay.store import Person
+        from roleplay.models import Person
 
         stored = db.scalar(select(Person.password_hash).where(Person.username == "dana"))
-    assert "s3cret-pass" not in stored and stored.startswith("pbkdf2_sha256$")
+    assert "s3cret-pass" not in stored and stored.startswith("$argon2id$")
     with pytest.raises(RoleplayError, match="at least 4"):
         store.set_password("dana", "abc")
+
+
+def _stored_hash(store: Store, username: str) -> str:
+    from sqlalchemy import select
+
+    from roleplay.models import Person
+
+    with store.session() as db:
+        return db.scalar(select(Person.password_hash).where(Person.username == username))
+
+
+def test_an_older_pbkdf2_password_still_signs_in_and_is_rehashed(store: Store) -> None:
+    import hashlib
+
+    from sqlalchemy import update
+
+    from roleplay.models import Person
+
+    salt = "0123456789abcdef"
+    legacy = f"pbkdf2_sha256$1000${salt}${hashlib.pbkdf2_hmac('sha256', b'old-pass', salt.encode(), 1000).hex()}"
+    store.add_person("olga", "learner")
+    with store.session() as db:
+        db.execute(update(Person).where(Person.username == "olga").values(password_hash=legacy))
+    assert store.authenticate("olga", "wrong") is None
+    assert _stored_hash(store, "olga") == legacy  # a failed sign-in changes nothing
+    assert store.authenticate("olga", "old-pass").username == "olga"  # type: ignore[union-attr]
+    assert _stored_hash(store, "olga").startswith("$argon2id$")
+    assert store.authenticate("olga", "old-pass") is not None  # and the new hash works
 
 
 def test_demo_people_only_on_an_empty_database(store: Store) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import tiktoken
 
-from roleplay.library import catalog
+from content import catalog
 from roleplay.persona import Conversation, LLMVoice, OfflineVoice
 from roleplay.tokens import TokenCounter, counter_for, trim_to_budget
 

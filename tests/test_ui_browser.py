@@ -63,15 +63,12 @@ def stub_reply(body: dict) -> object:
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the story with the offline engine, then with the LLM engine against the stub server."""
     if request.param == "llm":
-        from roleplay import config
-
         stub = request.getfixturevalue("stub_llm")
         stub.default = stub_reply
         monkeypatch.setenv("ROLEPLAY_BASE_URL", stub.base_url)
         monkeypatch.setenv("ROLEPLAY_API_KEY", "x")
         monkeypatch.setenv("ROLEPLAY_ENGINE", "llm")
         monkeypatch.setenv("ROLEPLAY_MAX_RETRIES", "0")
-        config.settings.cache_clear()
     return request.param
 
 

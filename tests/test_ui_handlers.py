@@ -11,9 +11,11 @@ import gradio as gr
 import pytest
 from browser import content_dirs  # noqa: F401  (fixture)
 
-from roleplay.certification import load_programme
-from roleplay.library import catalog
-from roleplay.store import Store, default_store
+from roleplay.programme import load_programme
+from content import catalog
+from roleplay.store import Store
+from roleplay.context import AppContext
+from roleplay.ui.common import ctx, use_context
 from roleplay.ui import author_page, calibrate_page, practice_page, progress_page, review_page
 from roleplay.ui.common import auth_callable, handler
 
@@ -38,7 +40,7 @@ def no_progress(*_args: Any, **_kwargs: Any) -> None:
 @pytest.fixture()
 def people(content_dirs: Path) -> Store:  # noqa: F811 - the fixture imported above
     """A store with two learners, two facilitators and a designer; private scenario copies and two anchors."""
-    store = default_store()
+    store = ctx().store
     for name, role in (("ana", "learner"), ("ben", "learner"), ("fay", "facilitator"), ("gus", "facilitator"),
                        ("dee", "designer")):
         store.add_person(name, role)
@@ -222,7 +224,7 @@ def test_author_validates_with_line_numbers_and_saves_only_valid_text(people: St
     revised = original.replace("title: Missed deadlines", "title: Missed deadlines (revised)")
     saved, *_ = author_page.save(revised, name, opened, as_("dee"))
     assert "Saved missed-deadlines.yaml" in saved
-    assert catalog().scenario("missed-deadlines").title == "Missed deadlines (revised)"
+    assert ctx().catalog.scenario("missed-deadlines").title == "Missed deadlines (revised)"
 
 
 def test_author_preview_chat_is_not_stored(people: Store) -> None:
@@ -301,10 +303,11 @@ def test_pages_degrade_to_a_message_when_content_is_missing(people: Store, tmp_p
     empty = tmp_path / "no-anchors"
     empty.mkdir()
     monkeypatch.setenv("ROLEPLAY_ANCHORS_DIR", str(empty))
-    calibrate_page._services.clear()
+    use_context(AppContext())  # the settings are read once, when the app's context is built
     out = calibrate_page.enter(as_("fay"))
     assert out[1]["visible"] is True and "Calibration is not available" in out[3]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("roleplay.config.PROJECT_ROOT", tmp_path)
+    use_context(AppContext())
     out = progress_page.enter(as_("ana"))
     assert "Certification is not available" in out[6] and "approved session" in out[2]

@@ -10,7 +10,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from roleplay.ui import author_page, calibrate_page, practice_page, progress_page, review_page  # noqa: E402
-from roleplay.ui.common import auth_callable, handler, signed_in  # noqa: E402
+from roleplay.context import AppContext  # noqa: E402
+from roleplay.ui.common import auth_callable, handler, signed_in, use_context  # noqa: E402
 from roleplay.ui.render import CSS  # noqa: E402
 
 PAGES = (  # (tab id, label, module, roles that use it)
@@ -34,8 +35,10 @@ def who(request: gr.Request) -> tuple[str, Any]:
     return banner, gr.Tabs(selected=first)
 
 
-def build_app() -> gr.Blocks:
-    """Build the app (not launched); launch it with `launch_options()`."""
+def build_app(context: AppContext | None = None) -> gr.Blocks:
+    """Build the app (not launched) on `context` (built from the environment when None); launch it with
+    `launch_options()`."""
+    app = use_context(context or AppContext())
     with gr.Blocks(title="roleplay: practise hard conversations") as demo:
         with gr.Row():
             gr.Markdown("## roleplay\nPractise hard conversations with a persona; a facilitator reviews your "
@@ -53,11 +56,8 @@ def build_app() -> gr.Blocks:
             demo.load(fn, inputs, outputs)
             tab.select(fn, inputs, outputs)
     # Gradio runs one event per listener at a time by default: every learner's turn would wait for everyone else's.
-    demo.queue(default_concurrency_limit=CONCURRENCY)
+    demo.queue(default_concurrency_limit=app.settings.concurrency)
     return demo
-
-
-CONCURRENCY = int(os.environ.get("ROLEPLAY_CONCURRENCY", "64"))
 
 
 def launch_options() -> dict[str, Any]:

@@ -8,14 +8,12 @@ from typing import Any
 import gradio as gr
 
 from roleplay.catalog import check_scenario_text, save_scenario_text
-from roleplay.config import settings
 from roleplay.errors import RoleplayError, ScenarioError, ValidationErrors
-from roleplay.library import catalog
 from roleplay.persona import Conversation
-from roleplay.practice import engine_notice, make_voice
+from roleplay.practice import engine_notice
 from roleplay.scenario import LEVELS, Scenario
 from roleplay.ui import render
-from roleplay.ui.common import gate, handler, require
+from roleplay.ui.common import ctx, gate, handler, require
 
 PAGE = "Author"
 ROLES = ("designer",)
@@ -24,13 +22,13 @@ Messages = list[dict[str, Any]]
 
 def scenario_files() -> list[str]:
     """YAML file names in the scenarios directory."""
-    folder = settings().scenarios_dir
+    folder = ctx().settings.scenarios_dir
     return sorted(p.name for p in folder.glob("*.y*ml") if p.is_file()) if folder.is_dir() else []
 
 
 def check(text: str, file_name: str) -> tuple[Scenario | None, list[ScenarioError]]:
     """Validate scenario text as the catalog would load it."""
-    return check_scenario_text(text, file_name, catalog())
+    return check_scenario_text(text, file_name, ctx().catalog)
 
 
 def problems_html(errors: list[ScenarioError], file_name: str) -> str:
@@ -65,7 +63,7 @@ def open_file(name: str | None, request: gr.Request) -> tuple[Any, ...]:
         return gr.update(), gr.update(), "", gr.update(), None
     if name not in scenario_files():
         raise gr.Error(f"No scenario file '{name}'.", print_exception=False)
-    text = (settings().scenarios_dir / name).read_text(encoding="utf-8")
+    text = (ctx().settings.scenarios_dir / name).read_text(encoding="utf-8")
     _, errors = check(text, name)
     return text, name, problems_html(errors, name), gr.update(interactive=not errors), name
 
@@ -83,7 +81,7 @@ def save(text: str, file_name: str, opened: str | None, request: gr.Request) -> 
     """Write the scenario to the scenarios directory, only when it is valid; otherwise write nothing."""
     require(request, PAGE, *ROLES)
     try:
-        scenario = save_scenario_text(text, file_name, settings().scenarios_dir, catalog(), replacing=opened)
+        scenario = save_scenario_text(text, file_name, ctx().settings.scenarios_dir, ctx().catalog, replacing=opened)
     except ValidationErrors as exc:
         first = exc.errors[0] if exc.errors else None
         where = f" (first: line {first.line}: {first.problem})" if first and first.line else (
@@ -92,7 +90,7 @@ def save(text: str, file_name: str, opened: str | None, request: gr.Request) -> 
                        title="Not saved", print_exception=False) from None
     except RoleplayError as exc:
         raise gr.Error(f"Not saved: {exc}", title="Not saved", print_exception=False) from None
-    catalog.cache_clear()  # learners see the change on their next visit to Practice
+    ctx().reload_catalog()  # learners see the change on their next visit to Practice
     gr.Info(f"Saved {file_name}.")
     return (f'<div class="rp-drift ok" id="author-saved">✓ Saved {render.esc(file_name)} ({scenario.title}).</div>',
             gr.update(choices=scenario_files(), value=file_name), file_name)
@@ -105,9 +103,9 @@ def preview_start(text: str, file_name: str, level: str, request: gr.Request) ->
     scenario, errors = check(text, file_name)
     if scenario is None:
         raise gr.Error(f"Fix the {len(errors)} problem(s) before previewing.", print_exception=False)
-    voice = make_voice()
+    voice = ctx().voice()
     conv = Conversation(scenario, level or "intermediate", voice)
-    return [{"role": "assistant", "content": conv.open()}], conv, engine_notice(voice), gr.update(interactive=True)
+    return [{"role": "assistant", "content": conv.open()}], conv, engine_notice(voice, ctx().settings), gr.update(interactive=True)
 
 
 @handler

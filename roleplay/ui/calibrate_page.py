@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import gradio as gr
 
 from roleplay.calibration import CalibrationService
 from roleplay.errors import RoleplayError
-from roleplay.library import catalog
 from roleplay.ui import render
-from roleplay.ui.common import gate, handler, require, store
+from roleplay.ui.common import ctx, gate, handler, require
 
 PAGE = "Calibrate"
 ROLES = ("facilitator",)
 SLOTS = 8  # most criteria a rubric may have on this page
-_services: dict[tuple[int, int], CalibrationService] = {}
-_lock = threading.Lock()
 
 
 def service() -> CalibrationService:
-    """One calibration service per store and catalog, so the grader scores each anchor once per process."""
-    key = (id(store()), id(catalog()))
-    with _lock:
-        if key not in _services:
-            _services.clear()
-            _services[key] = CalibrationService(store(), catalog())
-        return _services[key]
+    """The app's calibration service (it keeps the grader's anchor levels, so each anchor is graded once)."""
+    return ctx().calibration
 
 
 def _names(rubric_id: str) -> dict[str, str]:
-    return {c.id: c.name for c in catalog().rubric(rubric_id).criteria}
+    return {c.id: c.name for c in ctx().catalog.rubric(rubric_id).criteria}
 
 
 def _anchor_outputs(username: str) -> tuple[Any, ...]:
@@ -44,7 +35,7 @@ def _anchor_outputs(username: str) -> tuple[Any, ...]:
                 "how you agree with the grader and your colleagues.")
         return (None, done, "",
                 *[gr.update(visible=False, value=None) for _ in range(SLOTS)], gr.update(interactive=False))
-    scn = catalog().scenarios.get(anchor.scenario_id)
+    scn = ctx().catalog.scenarios.get(anchor.scenario_id)
     names = _names(anchor.rubric_id)
     done = len(svc.rated_by(username))
     header = (f"### Anchor {done + 1} of {len(svc.anchors())}: {scn.title if scn else anchor.scenario_id}\n"
@@ -73,7 +64,7 @@ def _report_outputs() -> tuple[Any, ...]:
     """Summary, agreement-per-criterion plot, confusion heat map, drift plot and the figures table."""
     rep = service().report()
     names: dict[str, str] = {}
-    for r in catalog().rubrics.values():
+    for r in ctx().catalog.rubrics.values():
         for c in r.criteria:
             names.setdefault(c.id, c.name)
     o = rep.overall_vs_grader

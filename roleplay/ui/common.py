@@ -13,17 +13,35 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from roleplay.context import AppContext  # noqa: E402
 from roleplay.errors import NotFoundError, RoleplayError  # noqa: E402
-from roleplay.store import Person, Store, default_store  # noqa: E402
+from roleplay.models import Person  # noqa: E402
+from roleplay.store import Store  # noqa: E402
 
 log = logging.getLogger("roleplay.ui")
 
 ROLE_NAMES = {"learner": "learners", "facilitator": "facilitators", "designer": "learning designers"}
 
 
+_CONTEXT: list[AppContext] = []
+
+
+def use_context(context: AppContext) -> AppContext:
+    """Make `context` the one the pages call (set by `build_app`)."""
+    _CONTEXT[:] = [context]
+    return context
+
+
+def ctx() -> AppContext:
+    """The app context of the running app (built from the environment if no app set one)."""
+    if not _CONTEXT:
+        use_context(AppContext())
+    return _CONTEXT[0]
+
+
 def store() -> Store:
-    """The configured store (one per process)."""
-    return default_store()
+    """The app's store."""
+    return ctx().store
 
 
 def username_of(request: Any) -> str | None:
@@ -127,32 +145,3 @@ def auth_callable() -> Callable[[str, str], Any]:
         return await asyncio.to_thread(check_sync, username, password)
 
     return check
-
-
-def review_service() -> Any:
-    """The review workflow on the configured store; approvals feed the grader's exemplar store."""
-    from roleplay.library import catalog
-    from roleplay.review import ReviewService
-
-    return ReviewService(store(), catalog().rubric, on_approved=_add_exemplars)
-
-
-def _add_exemplars(view: Any) -> None:
-    from roleplay.exemplars import ExemplarStore
-    from roleplay.review import exemplars_from
-
-    with ExemplarStore() as exemplars:
-        exemplars.add_many(exemplars_from(view))
-
-
-def review_of_session(service: Any, session_id: str) -> Any:
-    """The newest review of a practice session, or None when it has not been graded."""
-    return service.for_session(session_id)
-
-
-def certification_service() -> Any:
-    """The certification programme on the configured store (approved results come from the review service)."""
-    from roleplay.certification import CertificationService, load_programme
-    from roleplay.library import catalog
-
-    return CertificationService(store(), load_programme(), catalog(), review_service())

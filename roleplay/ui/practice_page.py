@@ -10,20 +10,11 @@ from typing import Any
 import gradio as gr
 
 from roleplay.errors import RoleplayError
-from roleplay.grader import grade_session, make_judge, transcript_of_session
-from roleplay.library import catalog
-from roleplay.practice import check_owner, engine_notice, get_run, make_voice, remember_run, start_practice
+from roleplay.grader import grade_session, transcript_of_session
+from roleplay.practice import check_owner, engine_notice, start_practice
 from roleplay.scenario import LEVELS, SPRINTS
 from roleplay.ui import render
-from roleplay.ui.common import (
-    certification_service,
-    gate,
-    handler,
-    require,
-    review_of_session,
-    review_service,
-    store,
-)
+from roleplay.ui.common import ctx, gate, handler, require, store
 
 PAGE = "Practice"
 ROLES = ("learner",)
@@ -39,7 +30,7 @@ def sprint_label(sprint: str) -> str:
 def scenario_choices() -> list[tuple[str, str]]:
     """Scenarios grouped by sprint (programme order), as dropdown (label, id) pairs."""
     order = {s: i for i, s in enumerate(SPRINTS)}
-    scenarios = sorted(catalog().scenarios.values(), key=lambda s: (order.get(s.sprint, 99), s.title))
+    scenarios = sorted(ctx().catalog.scenarios.values(), key=lambda s: (order.get(s.sprint, 99), s.title))
     return [(f"{sprint_label(s.sprint)} · {s.title}", s.id) for s in scenarios]
 
 
@@ -47,7 +38,7 @@ def briefing_md(scenario_id: str | None) -> str:
     """The briefing a learner reads before starting."""
     if not scenario_id:
         return "Pick a scenario."
-    s = catalog().scenario(scenario_id)
+    s = ctx().catalog.scenario(scenario_id)
     objectives = "\n".join(f"- {o}" for o in s.objectives)
     return (f"### {s.title}\n*Sprint: {sprint_label(s.sprint)}.* {s.summary}\n\n"
             f"**You are talking to:** {s.persona.name}, {s.persona.role}\n\n"
@@ -79,7 +70,7 @@ def _status(run: Any) -> str:
 
 
 def _session_choices(person: Any) -> list[tuple[str, str]]:
-    titles = {s.id: s.title for s in catalog().scenarios.values()}
+    titles = {s.id: s.title for s in ctx().catalog.scenarios.values()}
     out = []
     for sess in store().sessions_for(person.id):
         label = f"{render.when(sess.started_at)} · {titles.get(sess.scenario_id, sess.scenario_id)} ({sess.level})"
@@ -89,7 +80,7 @@ def _session_choices(person: Any) -> list[tuple[str, str]]:
 
 def _download_path(session_id: str) -> str:
     transcript, scenario_id = transcript_of_session(store(), session_id)
-    scn = catalog().scenarios.get(scenario_id)
+    scn = ctx().catalog.scenarios.get(scenario_id)
     persona = scn.persona.name if scn else "Persona"
     _DOWNLOADS.mkdir(parents=True, exist_ok=True)
     path = _DOWNLOADS / f"transcript-{session_id}.txt"
@@ -105,7 +96,7 @@ def feedback_html(session_id: str) -> str:
 
 def _reflections_html(session_id: str) -> str:
     try:
-        notes = certification_service().reflections(session_id)
+        notes = ctx().buddies.reflections(session_id)
     except RoleplayError:
         return ""  # certification not configured: no buddy reflections to show
     if not notes:
@@ -116,8 +107,8 @@ def _reflections_html(session_id: str) -> str:
 
 
 def _review_html(session_id: str) -> str:
-    svc = review_service()
-    view = review_of_session(svc, session_id)
+    svc = ctx().reviews
+    view = svc.for_session(session_id)
     if view is None:
         return ""
     if view.status == "pending":
@@ -127,11 +118,11 @@ def _review_html(session_id: str) -> str:
         return (f'<div class="rp-rejected">This session was not accepted by {render.esc(view.decided_by)}: '
                 f"{render.esc(view.comment or '')}<br>It does not count; practise again when ready.</div>")
     transcript, scenario_id = transcript_of_session(store(), session_id)
-    scn = catalog().scenario(scenario_id)
+    scn = ctx().catalog.scenario(scenario_id)
     grade = view.current
     return (f'<div id="practice-approved"><h3>Feedback approved by {render.esc(view.decided_by)}</h3>'
             + (f"<p><i>“{render.esc(view.comment)}”</i></p>" if view.comment else "")
-            + render.grade_html(grade, catalog().rubric_for(scn))
+            + render.grade_html(grade, ctx().catalog.rubric_for(scn))
             + "<h4>Your conversation (evidence highlighted)</h4>"
             + render.transcript_html(transcript.turns, render.evidence_of(grade), persona=scn.persona.name)
             + "</div>")
@@ -166,12 +157,14 @@ def start(scenario_id: str | None, level: str, request: gr.Request) -> tuple[Any
     person = require(request, PAGE, *ROLES)
     if not scenario_id:
         raise gr.Error("Pick a scenario first.", print_exception=False)
-    voice = make_voice()
-    run = start_practice(store(), person.username, catalog().scenario(scenario_id), level or "intermediate", voice)
-    remember_run(run)
+    voice = ctx().voice()
+    app = ctx()
+    run = start_practice(store(), person.username, app.catalog.scenario(scenario_id), level or "intermediate", voice,
+                         model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output))
+    ctx().remember(run)
     chat = [{"role": "assistant", "content": run.open()}]
     live = gr.update(interactive=True)
-    return (chat, run.session_id, engine_notice(voice), _status(run), gr.update(interactive=True, value=""), live, live,
+    return (chat, run.session_id, engine_notice(voice, ctx().settings), _status(run), gr.update(interactive=True, value=""), live, live,
             "", gr.update(visible=False), gr.update(choices=_session_choices(person), value=run.session_id))
 
 
@@ -182,7 +175,7 @@ def send(message: str, chat: Messages, session_id: str | None, request: gr.Reque
     _own_session(session_id, person)
     if not (message or "").strip():
         raise gr.Error("Type what you want to say first.", print_exception=False)
-    run = get_run(store(), session_id)  # type: ignore[arg-type]
+    run = ctx().run(session_id)  # type: ignore[arg-type]
     chat = [*(chat or []), {"role": "user", "content": message.strip()}, {"role": "assistant", "content": "…"}]
     yield chat, "", _status(run), gr.update()
     for text in run.respond(message):
@@ -200,12 +193,12 @@ def end(session_id: str | None, request: gr.Request, progress: gr.Progress = gr.
     off = gr.update(interactive=False)
     if not store().grades_for(sess.id):
         progress(0.05, desc="Saving your conversation")
-        run = get_run(store(), sess.id)
+        run = ctx().run(sess.id)
         run.end()
         if not run.conversation.transcript.learner_turns:
             raise gr.Error("You have not said anything yet, so there is nothing to grade.", print_exception=False)
         progress(0.3, desc="Grading against the rubric")
-        grade_session(store(), sess.id, make_judge(), catalog())
+        grade_session(store(), sess.id, ctx().judge(), ctx().catalog)
         progress(1.0, desc="Sent to your facilitator")
     status = "Session ended and graded. A facilitator reviews the grade before you see it."
     return (status, feedback_html(sess.id), off, off, off,
@@ -234,8 +227,8 @@ def open_session(session_id: str | None, request: gr.Request) -> tuple[Any, ...]
     graded = bool(store().grades_for(sess.id))
     active = sess.status == "active"
     if active:
-        run = get_run(store(), sess.id)
-        remember_run(run)
+        run = ctx().run(sess.id)
+        ctx().remember(run)
         status = _status(run)
     else:
         status = "Graded; see the feedback below." if graded else "Ended but not graded: press End session & get feedback."
@@ -249,7 +242,7 @@ def share(session_id: str | None, request: gr.Request) -> str:
     """Share the current session with the learner's buddy (who can read it and add reflections)."""
     person = require(request, PAGE, *ROLES)
     sess = _own_session(session_id, person)
-    svc = certification_service()
+    svc = ctx().buddies
     svc.share_session(person.username, sess.id)
     buddy = svc.buddy_of(person.username)
     gr.Info(f"Shared with {buddy}.")

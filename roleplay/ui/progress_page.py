@@ -9,11 +9,11 @@ from typing import Any
 
 import gradio as gr
 
+from roleplay.buddies import BuddyService
 from roleplay.errors import RoleplayError
-from roleplay.library import catalog
 from roleplay.review import approved_results
 from roleplay.ui import render
-from roleplay.ui.common import certification_service, gate, handler, require, review_service
+from roleplay.ui.common import ctx, gate, handler, require
 
 PAGE = "Progress"
 ROLES = ("learner",)
@@ -23,7 +23,7 @@ _CREDENTIALS = Path(tempfile.gettempdir()) / "roleplay-credentials"
 
 def _criterion_names() -> dict[str, str]:
     names: dict[str, str] = {}
-    for r in catalog().rubrics.values():
+    for r in ctx().catalog.rubrics.values():
         for c in r.criteria:
             names.setdefault(c.id, c.name)
     return names
@@ -31,9 +31,9 @@ def _criterion_names() -> dict[str, str]:
 
 def approved_outputs(username: str) -> tuple[Any, ...]:
     """Summary line, approved-sessions table, trend line (2+ sessions) and first-session bars (1 session)."""
-    svc = review_service()
+    svc = ctx().reviews
     results = approved_results(svc, username)
-    titles = {s.id: s.title for s in catalog().scenarios.values()}
+    titles = {s.id: s.title for s in ctx().catalog.scenarios.values()}
     names = _criterion_names()
     rows, trend = [], []
     for r in results:
@@ -90,7 +90,7 @@ def _credential_files(svc: Any, username: str, status: Any) -> list[str]:
 
 def certification_outputs(username: str) -> tuple[Any, ...]:
     """Status, pre-assessment slots, sprint choice, credentials, drills, buddy and shared sessions."""
-    svc = certification_service()
+    svc = ctx().certification
     programme = svc.programme
     status = svc.status(username)
     questions = programme.pre_assessment.questions
@@ -109,8 +109,8 @@ def certification_outputs(username: str) -> tuple[Any, ...]:
                               interactive=status.assessed)
     drills = [[d.due_on.isoformat(), d.scenario_title, d.level, d.sprint, d.purpose] for d in svc.drills(username)]
     shared = [(f"{s.learner} · {s.scenario_id} ({s.level}) · shared {render.when(s.shared_at)}", s.session_id)
-              for s in svc.buddy_sessions(username)]
-    buddy = svc.buddy_of(username)
+              for s in ctx().buddies.buddy_sessions(username)]
+    buddy = ctx().buddies.buddy_of(username)
     return (_status_md(status, programme), *slots, gr.update(visible=not status.assessed),
             sprint_choice, gr.update(visible=status.assessed and not locked),
             gr.update(value=_credential_files(svc, username, status) or None,
@@ -143,7 +143,7 @@ def assess(q0: str | None, q1: str | None, q2: str | None, q3: str | None, q4: s
            q6: str | None, q7: str | None, request: gr.Request) -> tuple[Any, ...]:
     """Score the pre-assessment; it sets the learner's level."""
     person = require(request, PAGE, *ROLES)
-    svc = certification_service()
+    svc = ctx().certification
     questions = svc.programme.pre_assessment.questions
     given = [q0, q1, q2, q3, q4, q5, q6, q7][:len(questions)]
     missing = [str(i + 1) for i, a in enumerate(given) if not a]
@@ -158,7 +158,7 @@ def assess(q0: str | None, q1: str | None, q2: str | None, q3: str | None, q4: s
 def choose(sprints: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
     """Choose the sprints to be certified in."""
     person = require(request, PAGE, *ROLES)
-    certification_service().choose_sprints(person.username, list(sprints or []))
+    ctx().certification.choose_sprints(person.username, list(sprints or []))
     gr.Info("Sprints saved.")
     return certification_outputs(person.username)
 
@@ -170,14 +170,14 @@ def set_buddy(buddy: str, request: gr.Request) -> tuple[Any, ...]:
     name = (buddy or "").strip()
     if not name:
         raise gr.Error("Type your buddy's username first.", print_exception=False)
-    certification_service().name_buddy(person.username, name)
+    ctx().buddies.name_buddy(person.username, name)
     gr.Info(f"{name} is now your learning buddy; share sessions with them from the Practice page.")
     return certification_outputs(person.username)
 
 
-def _shared_html(svc: Any, viewer: str, session_id: str) -> tuple[str, str]:
+def _shared_html(svc: BuddyService, viewer: str, session_id: str) -> tuple[str, str]:
     view = svc.shared_session(viewer, session_id)
-    scn = catalog().scenarios.get(view.session.scenario_id)
+    scn = ctx().catalog.scenarios.get(view.session.scenario_id)
     transcript = render.transcript_html(view.turns, learner=view.session.learner,
                                         persona=scn.persona.name if scn else "Persona")
     notes = "\n".join(f"- **{r.author}**, {render.when(r.created_at)}: {r.note}" for r in view.reflections)
@@ -190,7 +190,7 @@ def open_shared(session_id: str | None, request: gr.Request) -> tuple[str, str]:
     person = require(request, PAGE, *ROLES)
     if not session_id:
         return "", ""
-    return _shared_html(certification_service(), person.username, session_id)
+    return _shared_html(ctx().buddies, person.username, session_id)
 
 
 @handler
@@ -199,7 +199,7 @@ def reflect(session_id: str | None, note: str, request: gr.Request) -> tuple[str
     person = require(request, PAGE, *ROLES)
     if not session_id:
         raise gr.Error("Open a shared session first.", print_exception=False)
-    svc = certification_service()
+    svc = ctx().buddies
     svc.add_reflection(person.username, session_id, note)
     return (*_shared_html(svc, person.username, session_id), "")
 

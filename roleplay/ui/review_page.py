@@ -7,10 +7,9 @@ from typing import Any
 import gradio as gr
 
 from roleplay.grader import transcript_of_session
-from roleplay.library import catalog
 from roleplay.review import CriterionEdit
 from roleplay.ui import render
-from roleplay.ui.common import certification_service, gate, handler, require, review_service, store
+from roleplay.ui.common import ctx, gate, handler, require, store
 
 PAGE = "Review"
 ROLES = ("facilitator",)
@@ -20,13 +19,13 @@ HEADERS = ["Review", "Learner", "Scenario", "Level", "AI overall", "Status", "Gr
 
 def _queue(status: str | None, keep: int | None = None) -> tuple[list[list[Any]], list[tuple[str, int]]]:
     """Queue rows and dropdown choices (`keep` stays choosable even when it left this status)."""
-    svc = review_service()
+    svc = ctx().reviews
     views = svc.queue(None if status in (None, "all") else status)  # type: ignore[arg-type]
     if keep is not None and all(v.review_id != keep for v in views):
         extra = svc.get(keep)
     else:
         extra = None
-    titles = {s.id: s.title for s in catalog().scenarios.values()}
+    titles = {s.id: s.title for s in ctx().catalog.scenarios.values()}
     rows, choices = [], []
     for v in views:
         created = v.history[0].at if v.history else None
@@ -42,9 +41,9 @@ def _queue(status: str | None, keep: int | None = None) -> tuple[list[list[Any]]
 
 def _view_outputs(review_id: int) -> tuple[Any, ...]:
     """Header, transcript, grade, history, version, criterion choices and decision-button states of a review."""
-    view = review_service().get(int(review_id))
-    rubric = catalog().rubric(view.ai_grade.rubric_id)
-    scn = catalog().scenarios.get(view.scenario_id)
+    view = ctx().reviews.get(int(review_id))
+    rubric = ctx().catalog.rubric(view.ai_grade.rubric_id)
+    scn = ctx().catalog.scenarios.get(view.scenario_id)
     transcript, _ = transcript_of_session(store(), view.session_id)
     names = {c.id: c.name for c in rubric.criteria}
     header = (f"### Review #{view.review_id} · {view.status}\n**Learner:** {view.learner} · **Scenario:** "
@@ -104,7 +103,7 @@ def pick_criterion(review_id: int | None, criterion_id: str | None, request: gr.
     require(request, PAGE, *ROLES)
     if review_id in (None, "") or not criterion_id:
         return gr.update(value=None), "", ""
-    c = review_service().get(int(review_id)).current.criterion(criterion_id)  # type: ignore[arg-type]
+    c = ctx().reviews.get(int(review_id)).current.criterion(criterion_id)  # type: ignore[arg-type]
     return gr.update(value=c.level), c.rationale, c.better_alternative
 
 
@@ -117,7 +116,7 @@ def save_edit(review_id: int | None, version: int | None, criterion_id: str | No
         raise gr.Error("Pick a review first.", print_exception=False)
     if not criterion_id:
         raise gr.Error("Pick the criterion to change.", print_exception=False)
-    svc = review_service()
+    svc = ctx().reviews
     current = svc.get(int(review_id)).current.criterion(criterion_id)  # type: ignore[arg-type]
     edit = CriterionEdit(
         criterion_id=criterion_id,
@@ -138,7 +137,7 @@ def _decide(action: str, review_id: int | None, version: int | None, comment: st
     person = require(request, PAGE, *ROLES)
     if review_id in (None, ""):
         raise gr.Error("Pick a review first.", print_exception=False)
-    svc = review_service()
+    svc = ctx().reviews
     if action == "approve":
         svc.approve(int(review_id), person.username, (comment or "").strip() or None,  # type: ignore[arg-type]
                     expected_version=version)
@@ -164,7 +163,7 @@ def reject(review_id: int | None, version: int | None, comment: str, status: str
 
 def _ready_choices() -> list[tuple[str, str]]:
     """(label, 'learner|sprint') for every learner sprint ready for sign-off."""
-    svc = certification_service()
+    svc = ctx().certification
     out = []
     for person in store().people():
         if person.role != "learner":
@@ -190,7 +189,7 @@ def sign_off(choice: str | None, comment: str, request: gr.Request) -> tuple[Any
     if not choice or "|" not in choice:
         raise gr.Error("Pick a learner and sprint that are ready for sign-off.", print_exception=False)
     learner, sprint = choice.split("|", 1)
-    cert = certification_service().sign_off(sprint, learner, person.username, comment)
+    cert = ctx().certification.sign_off(sprint, learner, person.username, comment)
     drills = ", ".join(f"{d.scenario_title} on {d.due_on.isoformat()}" for d in cert.drills) or "none"
     gr.Info(f"{learner} is certified in {sprint}.")
     return (f"**{learner}** certified in **{sprint}** at {cert.level}; credential issued. Drills scheduled: {drills}.",

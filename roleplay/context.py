@@ -1,0 +1,218 @@
+"""The app context: settings read once, and the store, catalog, model client and services built from them.
+
+The command line, the web app and the benchmarks each build one `AppContext` and call the library through it;
+nothing else reads the environment or holds a process-wide store. Parts are built on first use, so a command
+that only validates YAML never opens the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from roleplay.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from roleplay.buddies import BuddyService
+    from roleplay.calibration import CalibrationService
+    from roleplay.catalog import Catalog
+    from roleplay.certification import CertificationService
+    from roleplay.exemplars import ExemplarStore
+    from roleplay.grader import Judge
+    from roleplay.llm import OpenAIChatModel
+    from roleplay.persona import Voice
+    from roleplay.practice import PracticeRun
+    from roleplay.programme import Programme
+    from roleplay.review import ReviewService, ReviewView
+    from roleplay.store import Store
+    from roleplay.xapi import LRSConfig, XapiConfig
+
+log = logging.getLogger(__name__)
+
+RUNS_MAX = 500
+
+
+class AppContext:
+    """Everything a front end needs, built once from one `Settings`.
+
+    Args:
+        settings: The settings; read from the environment when None.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.runs: dict[str, PracticeRun] = {}
+
+    # -- parts ---------------------------------------------------------------------------------------------
+    @cached_property
+    def store(self) -> Store:
+        """The database (migrated on open)."""
+        from roleplay.store import Store
+
+        return Store(self.settings.database_url)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """Scenarios and rubrics from the configured directories; raises if any file is invalid."""
+        from roleplay.catalog import load_catalog
+
+        cat = load_catalog([self.settings.scenarios_dir, self.settings.rubrics_dir])
+        cat.raise_errors()
+        return cat
+
+    def reload_catalog(self) -> Catalog:
+        """Read the scenarios and rubrics again (after a designer saved one)."""
+        self.__dict__.pop("catalog", None)
+        return self.catalog
+
+    @cached_property
+    def programme(self) -> Programme:
+        """The certification programme."""
+        from roleplay.programme import load_programme
+
+        return load_programme(self.settings.programme)
+
+    @cached_property
+    def model(self) -> OpenAIChatModel:
+        """The one model client of this context (its connections are reused)."""
+        from roleplay.llm import OpenAIChatModel
+
+        return OpenAIChatModel.from_settings(self.settings)
+
+    @cached_property
+    def xapi(self) -> XapiConfig:
+        """How xAPI statements and credentials name learners and activities."""
+        from roleplay.xapi import XapiConfig
+
+        return XapiConfig.from_settings(self.settings)
+
+    def lrs(self) -> LRSConfig:
+        """The LRS to send statements to (raises when none is configured)."""
+        from roleplay.xapi import LRSConfig
+
+        return LRSConfig.from_settings(self.settings)
+
+    # -- engines -------------------------------------------------------------------------------------------
+    def voice(self, offline: bool = False) -> Voice:
+        """The LLM voice when an endpoint is configured (and not `offline`), else the scripted voice."""
+        from roleplay.persona import OfflineVoice
+        from roleplay.voices import LLMVoice
+
+        if offline or not self.settings.use_llm:
+            return OfflineVoice()
+        from roleplay.llm import GenerationSettings
+
+        return LLMVoice(self.model, GenerationSettings(temperature=0.8))
+
+    def judge(self, offline: bool = False) -> Judge:
+        """The LLM judge (with few-shot anchors when any are stored) when configured, else the offline judge."""
+        from roleplay.grader import LLMJudge, OfflineJudge
+
+        if offline or not self.settings.use_llm:
+            return OfflineJudge()
+        return LLMJudge(self.model, exemplars=self.anchors(), model_name=self.settings.model)
+
+    def anchors(self) -> ExemplarStore | None:
+        """The exemplar store when one exists (a chroma server is configured or approvals have been stored)."""
+        from roleplay.errors import RoleplayError
+
+        cfg = self.settings
+        if not (cfg.chroma_url or (cfg.data_dir / "exemplars").exists()):
+            log.info("no exemplar store yet; the LLM judge grades without few-shot anchors")
+            return None
+        try:
+            return self.exemplars()
+        except RoleplayError as exc:
+            log.warning("few-shot anchors are off: %s", exc)
+            return None
+
+    def exemplars(self) -> ExemplarStore:
+        """A connection to the exemplar store (close it after use)."""
+        from roleplay.embedders import make_embedder
+        from roleplay.exemplars import ExemplarStore
+
+        cfg = self.settings
+        embedder = make_embedder(cfg.embeddings, model=self.model if cfg.embeddings == "openai" else None,
+                                 model_path=cfg.embedding_model_path)
+        if cfg.chroma_url:
+            return ExemplarStore(url=cfg.chroma_url, embedder=embedder, timeout=cfg.timeout)
+        return ExemplarStore(path=cfg.data_dir / "exemplars", embedder=embedder, timeout=cfg.timeout)
+
+    # -- services ------------------------------------------------------------------------------------------
+    @cached_property
+    def reviews(self) -> ReviewService:
+        """The review workflow; approvals feed the grader's exemplar store."""
+        from roleplay.review import ReviewService
+
+        return ReviewService(self.store, self.rubric, on_approved=self.add_exemplars)
+
+    def rubric(self, rubric_id: str):  # noqa: ANN201 - the Rubric of the current catalog
+        """A rubric of the current catalog (follows reloads)."""
+        return self.catalog.rubric(rubric_id)
+
+    def add_exemplars(self, view: ReviewView) -> None:
+        """Store an approved review's graded excerpts as future few-shot anchors."""
+        from roleplay.review import exemplars_from
+
+        with self.exemplars() as store:
+            store.add_many(exemplars_from(view))
+
+    @cached_property
+    def certification(self) -> CertificationService:
+        """The certification rules (approved results come from `reviews`)."""
+        from roleplay.certification import CertificationService
+
+        return CertificationService(self.store, self.programme, self.catalog, self.reviews,
+                                    data_dir=self.settings.data_dir, identity=self.xapi)
+
+    @cached_property
+    def buddies(self) -> BuddyService:
+        """Learning buddies and shared sessions."""
+        from roleplay.buddies import BuddyService
+
+        return BuddyService(self.store)
+
+    @cached_property
+    def calibration(self) -> CalibrationService:
+        """Blind anchor scoring and the agreement report (the grader's anchor levels are kept)."""
+        from roleplay.calibration import CalibrationService
+
+        return CalibrationService(self.store, self.catalog, self.reviews, judge=self.judge(),
+                                  anchors_dir=self.settings.anchors_dir,
+                                  drift_threshold=self.settings.drift_threshold)
+
+    # -- practice ------------------------------------------------------------------------------------------
+    def run(self, session_id: str, username: str | None = None) -> PracticeRun:
+        """The live run of a session, resumed from the store when this process does not hold it.
+
+        Args:
+            username: When given, only that learner's own session is returned (else PermissionDenied).
+        """
+        from roleplay.practice import check_owner, resume_practice
+
+        if username is not None:
+            check_owner(self.store, session_id, username)
+        run = self.runs.get(session_id)
+        if run is None:
+            sess = self.store.get_session(session_id)
+            run = resume_practice(self.store, session_id, self.catalog,
+                                  self.voice(offline=sess.engine == "offline"), model_name=self.settings.model)
+            self.remember(run)
+        return run
+
+    def remember(self, run: PracticeRun) -> None:
+        """Keep a run (bounded; older runs are resumed from the store on demand)."""
+        if len(self.runs) >= RUNS_MAX:
+            self.runs.pop(next(iter(self.runs)))
+        self.runs[run.session_id] = run
+
+    def close(self) -> None:
+        """Release the database and model connections."""
+        for name in ("store", "model"):
+            part = self.__dict__.pop(name, None)
+            if part is not None:
+                part.close()
+        for name in ("reviews", "certification", "buddies", "calibration"):
+            self.__dict__.pop(name, None)
+        self.runs.clear()

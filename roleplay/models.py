@@ -1,0 +1,248 @@
+"""The tables: one SQLAlchemy model per stored noun, and the enums of their status columns."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Role(StrEnum):
+    """What a person does in roleplay."""
+
+    LEARNER = "learner"
+    FACILITATOR = "facilitator"
+    DESIGNER = "designer"
+
+
+ROLES: tuple[str, ...] = tuple(Role)
+
+
+class SessionStatus(StrEnum):
+    """Whether a practice session is still going."""
+
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class ReviewStatus(StrEnum):
+    """Where a grade is in the facilitator review."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class CertificationStatus(StrEnum):
+    """A learner's certification in one sprint."""
+
+    IN_PROGRESS = "in_progress"
+    CERTIFIED = "certified"
+
+
+class DrillStatus(StrEnum):
+    """A scheduled reinforcement drill."""
+
+    SCHEDULED = "scheduled"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """A fresh random identifier for sessions and grades."""
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Person(Base):
+    """Someone who uses roleplay: a learner, facilitator or designer."""
+
+    __tablename__ = "people"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CalibrationRating(Base):
+    """A facilitator's blind level for one criterion of one anchor transcript."""
+
+    __tablename__ = "calibration_ratings"
+    __table_args__ = (UniqueConstraint("person_id", "anchor_id", "criterion_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    anchor_id: Mapped[str] = mapped_column(String(100), index=True)
+    criterion_id: Mapped[str] = mapped_column(String(64))
+    level: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PracticeSession(Base):
+    """One conversation of a learner with a persona."""
+
+    __tablename__ = "practice_sessions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    scenario_id: Mapped[str] = mapped_column(String(64), index=True)
+    level: Mapped[str] = mapped_column(String(20))
+    engine: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=SessionStatus.ACTIVE.value)
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    turns: Mapped[list[TurnRow]] = relationship(order_by="TurnRow.idx", back_populates="session")
+
+
+class TurnRow(Base):
+    """One stored turn of a practice session."""
+
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("session_id", "idx"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("practice_sessions.id"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    speaker: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int | None]
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    session: Mapped[PracticeSession] = relationship(back_populates="turns")
+
+
+class GradeRow(Base):
+    """A grade produced by a judge; never updated after it is written."""
+
+    __tablename__ = "grades"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("practice_sessions.id"), index=True)
+    judge: Mapped[str] = mapped_column(String(40))
+    rubric_id: Mapped[str] = mapped_column(String(64))
+    result: Mapped[dict[str, Any]]
+    overall: Mapped[float] = mapped_column(Float)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    raw_reply: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewRow(Base):
+    """The facilitator review of one grade; `version` guards concurrent decisions."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grade_id: Mapped[str] = mapped_column(ForeignKey("grades.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default=ReviewStatus.PENDING.value)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    decided_at: Mapped[datetime | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewEvent(Base):
+    """Append-only history of a review: who did what, when and why."""
+
+    __tablename__ = "review_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    action: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CertificationRow(Base):
+    """A learner's certification in one sprint."""
+
+    __tablename__ = "certifications"
+    __table_args__ = (UniqueConstraint("person_id", "sprint"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    sprint: Mapped[str] = mapped_column(String(40))
+    level: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=CertificationStatus.IN_PROGRESS.value)
+    signed_off_by: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    credential: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    issued_at: Mapped[datetime | None]
+
+
+class Enrolment(Base):
+    """A learner's place in the certification programme: pre-assessment result and starting level.
+
+    The sprints the learner chose are their `certifications` rows.
+    """
+
+    __tablename__ = "enrolments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), unique=True)
+    programme_id: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(20))
+    score: Mapped[int] = mapped_column(Integer)
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    assessed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sprints_chosen_at: Mapped[datetime | None]
+
+
+class ReinforcementDrill(Base):
+    """A practice drill scheduled after a certification, to keep the skill fresh."""
+
+    __tablename__ = "reinforcement_drills"
+    __table_args__ = (UniqueConstraint("certification_id", "after_days"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certification_id: Mapped[int] = mapped_column(ForeignKey("certifications.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    sprint: Mapped[str] = mapped_column(String(40))
+    scenario_id: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(20))
+    after_days: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default=DrillStatus.SCHEDULED.value)
+
+
+class BuddyLink(Base):
+    """The learning buddy a learner has named (at most one at a time)."""
+
+    __tablename__ = "learning_buddies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("people.id"), unique=True)
+    buddy_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    named_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SharedSessionRow(Base):
+    """A practice session a learner shared with their buddy."""
+
+    __tablename__ = "shared_sessions"
+    __table_args__ = (UniqueConstraint("session_id", "buddy_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("practice_sessions.id"), index=True)
+    buddy_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    shared_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReflectionRow(Base):
+    """A reflection note on a shared practice session, by the buddy (or the learner)."""
+
+    __tablename__ = "buddy_reflections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("practice_sessions.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
