@@ -2,7 +2,7 @@
 
 Launched by bench_sessions.py with the environment it needs (ROLEPLAY_DATA_DIR in the benchmark's temp dir,
 ROLEPLAY_ENGINE, and for the LLM engine ROLEPLAY_BASE_URL pointing at the local stub). Builds the app with
-`roleplay.ui.build_app()`, seeds the demo accounts, and launches it with `prevent_thread_lock=True` on the given
+`roleplay.ui.build_app(context)`, seeds the demo accounts, and launches it with `prevent_thread_lock=True` on the given
 port, with `auth=` the store's password check when the UI provides one. Prints "READY <port> <auth|noauth>", then
 serves until stdin closes (or --max-seconds pass).
 
@@ -28,19 +28,19 @@ def main() -> int:
     killer.daemon = True
     killer.start()
     try:
-        from roleplay.library import catalog
-        from roleplay.store import default_store
+        from roleplay.context import AppContext
         from roleplay.ui import build_app
 
-        catalog()
-        default_store().seed_demo_people()
+        context = AppContext()
+        context.catalog  # noqa: B018 - scenario errors are reported before launch
+        context.store.seed_demo_people()
         try:
             from roleplay.ui.common import auth_callable
 
             auth = auth_callable()
         except ImportError:
             auth = None
-        app = build_app()
+        app = build_app(context)
         app.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, quiet=True,
                    auth=auth, show_error=True)
     except Exception as exc:  # noqa: BLE001 - reported to the driver, which falls back

@@ -45,7 +45,7 @@ def judge_reply(rubric: Any) -> str:
 
 
 def configure_judge(stub: StubProcess, latency: float = 0.0) -> None:
-    from roleplay.library import catalog
+    from benchlib import catalog
 
     cat = catalog()
     stub.configure(latency=latency, json_replies={f"({r.id})": judge_reply(r) for r in cat.rubrics.values()})
@@ -64,7 +64,7 @@ def transcript(scenario: Any, lines: list[str], seed: int = 0) -> Any:
 
 def run_single(stub: StubProcess, quick: bool = False) -> SectionResult:
     from roleplay.grader import JudgeReply, LLMJudge, fence_transcript, render_rubric
-    from roleplay.library import catalog
+    from benchlib import catalog
     from roleplay.tokens import counter_for
 
     res = SectionResult("3", "Grading one 30-turn transcript (LLMJudge)")
@@ -117,7 +117,7 @@ def run_single(stub: StubProcess, quick: bool = False) -> SectionResult:
 
 def run_batch(stub: StubProcess, quick: bool = False) -> SectionResult:
     from roleplay.grader import JudgeReply, LLMJudge
-    from roleplay.library import catalog
+    from benchlib import catalog
 
     res = SectionResult("4", "Batch grading with bounded concurrency")
     total = 100 if quick else 1000

@@ -42,7 +42,7 @@ def _play(scenario: Any, seed: int, times: list[float] | None = None) -> Any:
 
 
 def run(quick: bool = False) -> SectionResult:
-    from roleplay.library import catalog
+    from benchlib import catalog
 
     res = SectionResult("6", "Offline engine and memory")
     cat = catalog()
@@ -86,22 +86,23 @@ def run(quick: bool = False) -> SectionResult:
 
 
 def _llm_voice_memory() -> str:
-    """What an LLM session adds: its voice (practice.make_voice(); the model client itself is shared per process)."""
+    """What an LLM session adds: its voice (AppContext.voice(); the model client itself is shared per context)."""
     from roleplay.config import load_settings
-    from roleplay.practice import make_voice
+    from roleplay.context import AppContext
 
     cfg = load_settings().model_copy(update={"engine": "llm", "base_url": "http://127.0.0.1:9/v1", "api_key": "x"})
-    make_voice(cfg)
+    context = AppContext(cfg)
+    context.voice()
     gc.collect()
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
-        voices = [make_voice(cfg) for _ in range(20)]
+        voices = [context.voice() for _ in range(20)]
         gc.collect()
         after, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     for v in voices:
         v.model.close()
-    return (f"an LLM session also holds its own voice from practice.make_voice(): +{(after - before) / 20 / 1024:.1f} "
+    return (f"an LLM session also holds its own voice from AppContext.voice(): +{(after - before) / 20 / 1024:.1f} "
             f"KiB of Python heap per session (its httpx pool and SSL context are mostly native memory, not counted)")

@@ -31,7 +31,7 @@ def _conversation(scenario: Any, model: TimedModel) -> Any:
     from roleplay.llm import GenerationSettings
     from roleplay.persona import Conversation, LLMVoice
 
-    # the same generation settings the app uses (roleplay.practice.make_voice)
+    # the same generation settings the app uses (roleplay.context.AppContext.voice)
     voice = LLMVoice(model, GenerationSettings(temperature=0.8))
     conv = Conversation(scenario, "intermediate", voice, seed=7)
     conv.open()
@@ -108,7 +108,7 @@ def _tests_stub_comparison(res: SectionResult, lean: StubProcess, reps: int) -> 
 
 
 def run(stub: StubProcess, quick: bool = False, profile: bool = False) -> SectionResult:
-    from roleplay.library import catalog
+    from benchlib import catalog
     from roleplay.persona import Directive, detect_break
 
     res = SectionResult("1", "Persona turn: engine vs raw openai SDK (streaming)")
@@ -270,7 +270,7 @@ def _client_construction() -> str:
         OpenAIChatModel.from_settings(cfg).close()
         times.append(time.perf_counter() - t)
     return (f"building an OpenAIChatModel (openai client and connection pool) costs {ms(median(times))} median; "
-            f"make_voice() and make_judge() share one per configuration and process (llm.shared_model), so sessions "
+            f"the app context builds one and its voice and judge share it (AppContext.model), so sessions "
             f"reuse its connections")
 
 

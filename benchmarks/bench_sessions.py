@@ -254,9 +254,9 @@ class UIDriver:
 
 def _inprocess_ui_turns(turns: int, reps: int) -> tuple[list[list[float]], str]:
     """Per turn index, in-process times of the practice page's own handlers (no HTTP, no queue)."""
-    from roleplay.store import default_store
+    from benchlib import app_context
 
-    default_store().seed_demo_people()
+    app_context().store.seed_demo_people()
     try:
         from roleplay.ui import practice_page
     except Exception as exc:  # noqa: BLE001
@@ -277,12 +277,12 @@ def _inprocess_ui_turns(turns: int, reps: int) -> tuple[list[list[float]], str]:
 
 def _library_turns(store: Any, user: str, turns: int, voice: Any = None,
                    in_store: list[float] | None = None, cpu: list[float] | None = None) -> list[float]:
-    from roleplay.library import catalog
+    from benchlib import catalog
     from roleplay.persona import OfflineVoice
-    from roleplay.practice import get_run, remember_run, start_practice
+    from roleplay.practice import start_practice
 
     run = start_practice(store, user, catalog().scenario(SCENARIO), LEVEL, voice or OfflineVoice())
-    remember_run(run)
+    runs = {run.session_id: run}
     run.open()
     if in_store is not None:
         sink = run.conversation.on_turn
@@ -296,7 +296,7 @@ def _library_turns(store: Any, user: str, turns: int, voice: Any = None,
     out = []
     for i in range(turns):
         t, c = time.perf_counter(), time.thread_time()
-        for _ in get_run(store, run.session_id).respond(LEARNER_LINES[i]):
+        for _ in runs[run.session_id].respond(LEARNER_LINES[i]):
             pass
         out.append(time.perf_counter() - t)
         if cpu is not None:

@@ -32,7 +32,7 @@ def _first_chunk_time(stub: StubProcess, before: int) -> float:
 
 
 def run(stub: StubProcess, quick: bool = False) -> SectionResult:
-    from roleplay.library import catalog
+    from benchlib import catalog
     from roleplay.llm import GenerationSettings
     from roleplay.persona import GUARD_PREFIX_CHARS, Conversation, LLMVoice
 

@@ -329,3 +329,20 @@ class Snapshot:
         conv.transcript.turns = list(self.turns)
         conv._rng.setstate(self.rng)
 
+
+
+_CONTEXT: list = []
+
+
+def app_context():  # type: ignore[no-untyped-def]
+    """The benchmarks' app context (settings read once from the environment, like the app's)."""
+    from roleplay.context import AppContext
+
+    if not _CONTEXT:
+        _CONTEXT.append(AppContext())
+    return _CONTEXT[0]
+
+
+def catalog():  # type: ignore[no-untyped-def]
+    """The configured scenarios and rubrics."""
+    return app_context().catalog
