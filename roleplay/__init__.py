@@ -22,7 +22,7 @@ _EXPORTS = {
     "roleplay.persona": ("Conversation", "OfflineVoice", "PersonaState"),
     "roleplay.voices": ("LLMVoice",),
     "roleplay.practice": ("PracticeRun", "resume_practice", "start_practice"),
-    "roleplay.grader": ("Grade", "LLMJudge", "OfflineJudge", "grade_session", "make_judge"),
+    "roleplay.grader": ("Grade", "LLMJudge", "OfflineJudge", "grade_session"),
     "roleplay.review": ("ApprovedResult", "CriterionEdit", "ReviewService", "approved_results"),
     "roleplay.store": ("Store",),
 }
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on fir
     from roleplay.context import AppContext
     from roleplay.errors import (ConfigError, ExemplarError, GradingError, NotFoundError, PermissionDenied,
                                  ProviderError, ReviewError, RoleplayError, ScenarioError, StoreError, ValidationErrors)
-    from roleplay.grader import Grade, LLMJudge, OfflineJudge, grade_session, make_judge
+    from roleplay.grader import Grade, LLMJudge, OfflineJudge, grade_session
     from roleplay.persona import Conversation, OfflineVoice, PersonaState
     from roleplay.voices import LLMVoice
     from roleplay.practice import PracticeRun, resume_practice, start_practice

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from roleplay.cli import main
@@ -54,3 +55,27 @@ def test_people_add_and_list_use_the_data_dir(isolated_settings: Path) -> None:
     assert code == 1 and "taken" in err
     assert "ana" in run("people", "list")[1]
     assert (isolated_settings / "roleplay.db").exists()
+
+
+def test_every_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
+                                                           isolated_settings: Path) -> None:
+    monkeypatch.setenv("ROLEPLAY_CONCURRENCY", "abc")
+    monkeypatch.setenv("ROLEPLAY_ENGINE", "gpt")
+    monkeypatch.setenv("ROLEPLAY_PORT", "0")
+    out = CliRunner().invoke(main, ["people", "list"])
+    assert out.exit_code == 1 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: ROLEPLAY_") for line in lines)
+    assert "ROLEPLAY_CONCURRENCY='abc'" in out.stderr and "use auto, llm or offline" in out.stderr
+    assert not isolated_settings.exists()  # nothing was written
+
+
+def test_help_imports_no_heavy_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from roleplay.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('gradio', 'openai', 'sqlalchemy', 'chromadb', 'pydantic') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

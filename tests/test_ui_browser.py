@@ -61,7 +61,8 @@ def stub_reply(body: dict) -> object:
 
 @pytest.fixture(params=["offline", "llm"])
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the story with the offline engine, then with the LLM engine against the stub server."""
+    """Run the story with the offline engine, then with the LLM engine against the stub server (set before the app
+    is built: the app reads its settings once)."""
     if request.param == "llm":
         stub = request.getfixturevalue("stub_llm")
         stub.default = stub_reply
@@ -76,7 +77,7 @@ def learner_enrols(page) -> None:  # type: ignore[no-untyped-def]
     """Pre-assessment (the least confident answers, so the learner starts at novice) and two sprints."""
     from playwright.sync_api import expect
 
-    from roleplay.certification import load_programme
+    from roleplay.programme import load_programme
 
     open_tab(page, "progress")
     expect(page.locator("#progress-certification")).to_contain_text("pre-assessment")
@@ -232,7 +233,7 @@ def designer_authors(page, server: App, tag: str) -> None:  # type: ignore[no-un
     shot(page, f"{tag}-author-saved")
 
 
-def test_whole_story(browser, app: App, engine: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_whole_story(browser, engine: str, app: App) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """Learner enrols, practises and ends; facilitator edits and approves; learner sees it; designer edits YAML."""
     from playwright.sync_api import expect
 
