@@ -5,59 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
+from roleplay.cli_certify import certify, export
+from roleplay.cli_common import app_context, CliGroup
 from roleplay.errors import RoleplayError
 
-if TYPE_CHECKING:
-    from roleplay.context import AppContext
-
-
-def _app() -> AppContext:
-    """The command's app context: settings read once, parts built on first use, closed when the command ends."""
-    from roleplay.context import AppContext
-
-    root = click.get_current_context().find_root()
-    if not isinstance(root.obj, AppContext):
-        root.obj = AppContext()
-        root.call_on_close(root.obj.close)
-    return root.obj
-
-
-def _debug() -> bool:
-    ctx = click.get_current_context(silent=True)
-    obj = ctx.find_root().obj if ctx is not None else None
-    return bool(getattr(getattr(obj, "settings", None), "debug", False))
-
-
-class _Group(click.Group):
-    """A click group that turns every error into a one-line message instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RoleplayError as exc:
-            for line in str(exc).splitlines() or [type(exc).__name__]:
-                click.echo(f"error: {line}", err=True)
-            sys.exit(1)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
-            raise
-        except BrokenPipeError:  # the output was piped into something that stopped reading (e.g. `head`)
-            sys.stderr.close()
-            sys.exit(0)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - last line of defence for users
-            if _debug():
-                raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ROLEPLAY_DEBUG=1 for the traceback)", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=_Group)
+@click.group(cls=CliGroup)
 def main() -> None:
     """Practise hard conversations against an AI persona; grade, review and certify."""
 
@@ -68,7 +23,7 @@ def validate(paths: tuple[Path, ...]) -> None:
     """Check scenario and rubric YAML files (default: the configured scenarios and rubrics)."""
     from roleplay.catalog import load_catalog
 
-    cfg = _app().settings
+    cfg = app_context().settings
     targets = list(paths) or [cfg.scenarios_dir, cfg.rubrics_dir]
     missing = [p for p in targets if not p.exists()]
     if missing:
@@ -96,11 +51,11 @@ def schema(kind: str) -> None:
 def list_scenarios() -> None:
     """List the available scenarios."""
 
-    for scn in sorted(_app().catalog.scenarios.values(), key=lambda s: (s.sprint, s.id)):
+    for scn in sorted(app_context().catalog.scenarios.values(), key=lambda s: (s.sprint, s.id)):
         click.echo(f"{scn.id:24} {scn.sprint:22} {scn.title}")
 
 
-@main.group(cls=_Group)
+@main.group(cls=CliGroup)
 def people() -> None:
     """Manage learners, facilitators and designers."""
 
@@ -113,7 +68,7 @@ def people() -> None:
 def people_add(username: str, role: str, display_name: str | None, password: bool) -> None:
     """Add a person with a role."""
 
-    store = _app().store
+    store = app_context().store
     secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
     person = store.add_person(username, role, display_name)  # type: ignore[arg-type]
     if secret:
@@ -126,7 +81,7 @@ def people_add(username: str, role: str, display_name: str | None, password: boo
 def people_password(username: str) -> None:
     """Set someone's sign-in password."""
 
-    _app().store.set_password(username, click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    app_context().store.set_password(username, click.prompt("Password", hide_input=True, confirmation_prompt=True))
     click.echo(f"password set for {username}")
 
 
@@ -134,7 +89,7 @@ def people_password(username: str) -> None:
 def people_list() -> None:
     """List everyone."""
 
-    for person in _app().store.people():
+    for person in app_context().store.people():
         click.echo(f"{person.username:20} {person.role:12} {person.display_name}")
 
 
@@ -150,8 +105,8 @@ def practice(scenario_id: str, level: str, offline: bool, username: str | None, 
 
     from roleplay.practice import engine_notice, start_practice
 
-    scenario = _app().catalog.scenario(scenario_id)
-    app = _app()
+    scenario = app_context().catalog.scenario(scenario_id)
+    app = app_context()
     voice = app.voice(offline)
     run = start_practice(app.store, username or getpass.getuser(), scenario, level, voice, seed=seed,
                          model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output))
@@ -198,8 +153,8 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
     from roleplay.grader import format_grade, grade_session
     from roleplay.transcript import load_transcript
 
-    cat = _app().catalog
-    judge = _app().judge(offline)
+    cat = app_context().catalog
+    judge = app_context().judge(offline)
     if Path(target).exists():
         transcript = load_transcript(target)
         sid = scenario_id or transcript.scenario_id
@@ -210,7 +165,7 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
         result = judge.grade(transcript, rubric, scenario)
         stored = ""
     else:
-        result, grade_id = grade_session(_app().store, target, judge, cat)
+        result, grade_id = grade_session(app_context().store, target, judge, cat)
         rubric = cat.rubric(result.rubric_id)
         stored = f"\nStored as grade {grade_id}; awaiting facilitator review."
     if as_json:
@@ -219,7 +174,7 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
         click.echo(format_grade(result, rubric) + stored)
 
 
-@main.group(cls=_Group, name="eval")
+@main.group(cls=CliGroup, name="eval")
 def eval_() -> None:
     """Evaluate the graders."""
 
@@ -238,11 +193,11 @@ def eval_grader(dataset: str, offline: bool, gold_dir: Path | None, annomi_csv: 
     from roleplay.gold import load_gold
     from roleplay.config import PROJECT_ROOT
 
-    cat = _app().catalog
-    judge = _app().judge(offline)
+    cat = app_context().catalog
+    judge = app_context().judge(offline)
     label = "offline" if judge.name == "offline" else "llm"
     out = out_dir or PROJECT_ROOT / "evals" / "reports"
-    gold_path = gold_dir or _app().settings.anchors_dir
+    gold_path = gold_dir or app_context().settings.anchors_dir
 
     def progress(i: int, n: int, item: str) -> None:
         click.echo(f"\r  {i}/{n} {item[:40]:40}", nl=False, err=True)
@@ -258,7 +213,7 @@ def eval_grader(dataset: str, offline: bool, gold_dir: Path | None, annomi_csv: 
         a = res["all_criteria"]
         click.echo(f"gold ({label}): QWK {a['qwk']}, exact {a['exact']}, adjacent {a['adjacent']} -> {paths[1]}")
     if dataset in ("annomi", "all"):
-        items = evals.load_annomi(evals.annomi_path(annomi_csv, _app().settings.annomi_csv))[:limit]
+        items = evals.load_annomi(evals.annomi_path(annomi_csv, app_context().settings.annomi_csv))[:limit]
         click.echo(f"AnnoMI: {len(items)} transcripts", err=True)
         res = evals.run_annomi(judge, items, cat, progress=progress)
         paths = evals.write_report(f"annomi-{label}", res, out, evals.annomi_markdown(res, label))
@@ -273,7 +228,7 @@ def eval_grader(dataset: str, offline: bool, gold_dir: Path | None, annomi_csv: 
         click.echo(f"consistency ({label}): identical {res['identical']}, stdev {res['overall_stdev']} -> {paths[1]}")
 
 
-@main.group(cls=_Group)
+@main.group(cls=CliGroup)
 def review() -> None:
     """Facilitator review of graded sessions."""
 
@@ -282,7 +237,7 @@ def review() -> None:
 @click.option("--status", type=click.Choice(["pending", "approved", "rejected", "all"]), default="pending", show_default=True)
 def review_list(status: str) -> None:
     """List reviews."""
-    views = _app().reviews.queue(None if status == "all" else status)
+    views = app_context().reviews.queue(None if status == "all" else status)
     if not views:
         click.echo(f"no {status} reviews")
     for v in views:
@@ -296,11 +251,11 @@ def review_show(review_id: int) -> None:
     """Show a review: transcript, grade, evidence and history."""
     from roleplay.grader import format_grade, transcript_of_session
 
-    v = _app().reviews.get(review_id)
-    transcript, _ = transcript_of_session(_app().store, v.session_id)
+    v = app_context().reviews.get(review_id)
+    transcript, _ = transcript_of_session(app_context().store, v.session_id)
     click.echo(f"Review {v.review_id} ({v.status}, version {v.version}): {v.learner}, {v.scenario_id} ({v.level})\n")
     click.echo(transcript.to_text() + "\n")
-    click.echo(format_grade(v.current, _app().catalog.rubric(v.current.rubric_id)))
+    click.echo(format_grade(v.current, app_context().catalog.rubric(v.current.rubric_id)))
     click.echo("\nHistory:")
     for h in v.history:
         changes = "; ".join(f"{c.criterion_id} -> level {c.level}" for c in h.changes if c.level)
@@ -313,7 +268,7 @@ def review_show(review_id: int) -> None:
 @click.option("--comment", default=None)
 def review_approve(review_id: int, username: str, comment: str | None) -> None:
     """Approve a grade (with any edits)."""
-    v = _app().reviews.approve(review_id, username, comment)
+    v = app_context().reviews.approve(review_id, username, comment)
     click.echo(f"review {v.review_id} approved: {v.current.summary}")
 
 
@@ -331,7 +286,7 @@ def review_edit(review_id: int, username: str, criterion: str, level: int | None
     from roleplay.review import CriterionEdit
 
     change = CriterionEdit(criterion_id=criterion, level=level, feedback=feedback, evidence=list(evidence) or None)
-    v = _app().reviews.edit(review_id, username, [change], comment)
+    v = app_context().reviews.edit(review_id, username, [change], comment)
     click.echo(f"review {v.review_id} edited (version {v.version}): {v.current.summary}")
 
 
@@ -341,11 +296,11 @@ def review_edit(review_id: int, username: str, criterion: str, level: int | None
 @click.option("--reason", required=True, help="Why; the learner sees it.")
 def review_reject(review_id: int, username: str, reason: str) -> None:
     """Reject a grade; the session will not count and the learner may practise again."""
-    v = _app().reviews.reject(review_id, username, reason)
+    v = app_context().reviews.reject(review_id, username, reason)
     click.echo(f"review {v.review_id} rejected")
 
 
-@main.group(cls=_Group)
+@main.group(cls=CliGroup)
 def calibrate() -> None:
     """Rubric calibration: blind scoring and agreement."""
 
@@ -355,7 +310,7 @@ def calibrate() -> None:
 def calibrate_report(as_json: bool) -> None:
     """Agreement of facilitators with the grader and each other, and the drift signal."""
 
-    rep = _app().calibration.report()
+    rep = app_context().calibration.report()
     if as_json:
         click.echo(rep.model_dump_json(indent=2))
         return
@@ -384,119 +339,9 @@ def calibrate_score(anchor_id: str, username: str, levels: tuple[str, ...]) -> N
         if not lv.isdigit():
             raise RoleplayError(f"--level {item!r}: write criterion=level, e.g. empathy=3")
         parsed[cid.strip()] = int(lv)
-    ai = _app().calibration.submit(username, anchor_id, parsed)
+    ai = app_context().calibration.submit(username, anchor_id, parsed)
     for cid, lv in parsed.items():
         click.echo(f"{cid:24} you {lv}  grader {ai.get(cid, '?')}")
-
-
-@main.group(cls=_Group)
-def certify() -> None:
-    """Certification: pre-assessment, sprint choice, status and sign-off."""
-
-
-@certify.command("assess")
-@click.argument("username")
-def certify_assess(username: str) -> None:
-    """Take the pre-assessment that sets your starting level."""
-    programme = _app().programme
-    click.echo(programme.pre_assessment.instructions.strip() + "\n")
-    answers: dict[str, str] = {}
-    for q in programme.pre_assessment.questions:
-        click.echo(q.situation.strip())
-        for o in q.options:
-            click.echo(f"  {o.id}) {o.text}")
-        answers[q.id] = click.prompt("Your answer", type=click.Choice([o.id for o in q.options]))
-        click.echo()
-    click.echo(f"Your starting level: {_app().certification.pre_assessment(username, answers)}")
-
-
-@certify.command("choose")
-@click.argument("username")
-@click.argument("sprints", nargs=-1, required=True)
-def certify_choose(username: str, sprints: tuple[str, ...]) -> None:
-    """Choose the sprints to be certified in."""
-    status = _app().certification.choose_sprints(username, list(sprints))
-    click.echo(f"chosen: {', '.join(s.sprint for s in status.sprints)}. {status.next_step}")
-
-
-@certify.command("status")
-@click.argument("username")
-def certify_status(username: str) -> None:
-    """Where a learner stands in each chosen sprint (only approved sessions count)."""
-    st = _app().certification.status(username)
-    click.echo(f"{st.learner}: level {st.level or 'not assessed'}")
-    for s in st.sprints:
-        state = "CERTIFIED" if s.certified else "ready for sign-off" if s.ready_for_sign_off else f"{s.still_needed} more needed"
-        click.echo(f"  {s.sprint:22} {s.approved_passing}/{s.required} approved passing at {s.level}+, "
-                   f"{s.pending_reviews} pending review: {state}")
-    click.echo(st.next_step)
-
-
-@certify.command("issue")
-@click.argument("username")
-@click.argument("sprint")
-@click.option("--as", "facilitator", required=True, help="Your facilitator username.")
-@click.option("--comment", required=True, help="Your written sign-off comment.")
-def certify_issue(username: str, sprint: str, facilitator: str, comment: str) -> None:
-    """Sign off a sprint: issues the signed credential and schedules reinforcement drills."""
-    cert = _app().certification.sign_off(sprint, username, facilitator, comment)
-    click.echo(f"certified {username} in {sprint} ({cert.level}); credential {cert.credential.get('id')}")
-    for d in cert.drills:
-        click.echo(f"  drill {d.due_on}: {d.scenario_title} ({d.level}) - {d.purpose}")
-
-
-@main.group(cls=_Group)
-def export() -> None:
-    """Export results as xAPI statements or Open Badges credentials."""
-
-
-@export.command("xapi")
-@click.option("--learner", default=None, help="Only this learner's approved sessions.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSON here instead of stdout.")
-@click.option("--send", is_flag=True, help="Also send to the LRS (ROLEPLAY_LRS_URL, ROLEPLAY_LRS_KEY, ROLEPLAY_LRS_SECRET).")
-def export_xapi_cmd(learner: str | None, out: Path | None, send: bool) -> None:
-    """xAPI 1.0.3 statements for approved sessions (the approved score, not the AI's)."""
-    from roleplay.review import approved_results
-    from roleplay.xapi import export_xapi, send_to_lrs, xapi_statement
-
-    app = _app()
-    lrs = app.lrs() if send else None  # a missing LRS is reported before anything is written
-    statements = [xapi_statement(r, app.catalog.scenarios.get(r.scenario_id), config=app.xapi)
-                  for r in approved_results(app.reviews, learner)]
-    text = export_xapi(statements)
-    if out:
-        out.write_text(text)
-        click.echo(f"{len(statements)} statement(s) written to {out}")
-    else:
-        click.echo(text)
-    if lrs is not None:
-        ids = send_to_lrs(statements, lrs)
-        click.echo(f"sent {len(ids)} statement(s) to the LRS", err=True)
-
-
-@export.command("badge")
-@click.argument("username")
-@click.argument("sprint")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSON here instead of stdout.")
-def export_badge(username: str, sprint: str, out: Path | None) -> None:
-    """The signed Open Badges 3.0 credential of a certified sprint."""
-    from roleplay.badges import verify_credential
-
-    credential = _app().certification.certificate(username, sprint)
-    text = json.dumps(credential, indent=2)
-    if out:
-        out.write_text(text)
-        click.echo(f"credential written to {out} (verifies: {verify_credential(credential)})")
-    else:
-        click.echo(text)
-
-
-@export.command("public-key")
-def export_public_key() -> None:
-    """The PEM public key that verifies issued credentials."""
-    from roleplay.badges import public_key_pem
-
-    click.echo(public_key_pem(_app().settings.data_dir), nl=False)
 
 
 def _num(x: float | None) -> str:
@@ -508,10 +353,13 @@ def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
     from roleplay.store import Store, _describe_url
 
-    url = _app().settings.database_url
+    url = app_context().settings.database_url
     Store(url).close()
     click.echo(f"database is up to date: {_describe_url(url)}")
 
+
+main.add_command(certify)
+main.add_command(export)
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from roleplay.ui import author_page, calibrate_page, practice_page, progress_page, review_page  # noqa: E402
+from roleplay.ui import author_page, calibrate_page, practice_page, progress_page, review_page  # noqa: E402  (submodules)
 from roleplay.context import AppContext  # noqa: E402
 from roleplay.ui.common import auth_callable, handler, signed_in, use_context  # noqa: E402
 from roleplay.ui.render import CSS  # noqa: E402

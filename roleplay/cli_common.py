@@ -1,0 +1,55 @@
+"""What every `roleplay` command shares: the app context, and errors turned into one-line messages."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from roleplay.errors import RoleplayError
+
+if TYPE_CHECKING:
+    from roleplay.context import AppContext
+
+
+def app_context() -> AppContext:
+    """The command's app context: settings read once, parts built on first use, closed when the command ends."""
+    from roleplay.context import AppContext
+
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+        root.call_on_close(root.obj.close)
+    return root.obj
+
+
+def debug_enabled() -> bool:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return bool(getattr(getattr(obj, "settings", None), "debug", False))
+
+
+class CliGroup(click.Group):
+    """A click group that turns every error into a one-line message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RoleplayError as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                click.echo(f"error: {line}", err=True)
+            sys.exit(1)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except BrokenPipeError:  # the output was piped into something that stopped reading (e.g. `head`)
+            sys.stderr.close()
+            sys.exit(0)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence for users
+            if debug_enabled():
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ROLEPLAY_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
