@@ -29,7 +29,8 @@ OVERHEAD_GOAL = 0.005
 
 def _conversation(scenario: Any, model: TimedModel) -> Any:
     from roleplay.llm import GenerationSettings
-    from roleplay.persona import Conversation, LLMVoice
+    from roleplay.persona import Conversation
+    from roleplay.voices import LLMVoice
 
     # the same generation settings the app uses (roleplay.context.AppContext.voice)
     voice = LLMVoice(model, GenerationSettings(temperature=0.8))
@@ -109,7 +110,8 @@ def _tests_stub_comparison(res: SectionResult, lean: StubProcess, reps: int) -> 
 
 def run(stub: StubProcess, quick: bool = False, profile: bool = False) -> SectionResult:
     from benchlib import catalog
-    from roleplay.persona import Directive, detect_break
+    from roleplay.persona import Directive
+    from roleplay.voices import detect_break
 
     res = SectionResult("1", "Persona turn: engine vs raw openai SDK (streaming)")
     reps = 30 if quick else 200
@@ -229,7 +231,7 @@ def _store_cost(scenario: Any, stub: StubProcess, reps: int) -> str:
     from pathlib import Path
 
     from roleplay.llm import GenerationSettings
-    from roleplay.persona import LLMVoice
+    from roleplay.voices import LLMVoice
     from roleplay.practice import start_practice
     from roleplay.store import Store
 
@@ -291,7 +293,7 @@ def _profile(conv: Any, timed: TimedModel, snap_turn: int) -> None:
     import io
     import pstats
 
-    from roleplay.persona import LLMVoice
+    from roleplay.voices import LLMVoice
 
     voice = conv.voice
     conv.voice = LLMVoice(_CannedModel(), voice.gen)

@@ -450,7 +450,7 @@ def _ui_llm(res: SectionResult, tmp: Path, stub: StubProcess, sessions: int) -> 
     from benchlib import chat_model
 
     from roleplay.llm import GenerationSettings
-    from roleplay.persona import LLMVoice
+    from roleplay.voices import LLMVoice
     from roleplay.store import Store
 
     store = Store(f"sqlite:///{tmp / 'llm-inproc.db'}")

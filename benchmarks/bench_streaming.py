@@ -34,7 +34,8 @@ def _first_chunk_time(stub: StubProcess, before: int) -> float:
 def run(stub: StubProcess, quick: bool = False) -> SectionResult:
     from benchlib import catalog
     from roleplay.llm import GenerationSettings
-    from roleplay.persona import GUARD_PREFIX_CHARS, Conversation, LLMVoice
+    from roleplay.persona import Conversation
+    from roleplay.voices import GUARD_PREFIX_CHARS, LLMVoice
 
     res = SectionResult("2", "Streaming: first token")
     reps = 5 if quick else 15

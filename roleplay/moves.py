@@ -229,29 +229,37 @@ def classify_sentences(text: str) -> list[Sentence]:
     return [Sentence(s, classify_sentence(s)) for s in split_sentences(text)]
 
 
-_DOMINANT = ("blame", "dismissive")
-_PRIORITY = ("summary", "reflection", "empathy", "open_question", "next_step", "candid_feedback", "advice",
-             "affirmation", "closed_question", "greeting")
+_DOMINANT = ("threat", "blame", "dismissive")
+_PRIORITY = ("summary", "reflection", "empathy", "open_question", "next_step", "directive", "candid_feedback",
+             "advice", "affirmation", "closed_question", "greeting", "names_hidden_fact")
 
 
 _CHECK_BACK = re.compile(r"^(?:is that (?:fair|right|correct|it|ok(?:ay)?)|does that (?:sound right|make sense|fit)|"
                          r"have i got (?:that|it|this) right|did i get (?:that|it) right|right|yes|no)\W*$", re.I)
 
 
-def main_move(text: str) -> str:
-    """The move a reply should answer: blame or dismissal if present, else the last sentence's strongest move.
+def main_move_of(sentences: list[tuple[str, tuple[str, ...]]]) -> str:
+    """The move a reply should answer, from (sentence, moves) pairs.
 
-    A short check-back ("Is that fair?") after a summary or reflection is answered as that summary.
+    Threats, blame or dismissal dominate; otherwise the last sentence's strongest move. A short check-back
+    ("Is that fair?") after a summary or reflection is answered as that summary; a turn that is off topic
+    in every sentence is answered as off topic.
     """
-    sentences = classify_sentences(text)
-    every = {m for s in sentences for m in s.moves}
+    every = {m for _, moves in sentences for m in moves}
     for move in _DOMINANT:
         if move in every:
             return move
-    if len(sentences) > 1 and _CHECK_BACK.match(sentences[-1].text.strip()):
+    if len(sentences) > 1 and _CHECK_BACK.match(sentences[-1][0].strip()):
         sentences = sentences[:-1]
-    for sentence in reversed(sentences):
+    for _, moves in reversed(sentences):
         for move in _PRIORITY:
-            if move in sentence.moves:
+            if move in moves:
                 return move
+    if sentences and all("off_topic" in moves for _, moves in sentences):
+        return "off_topic"
     return "other"
+
+
+def main_move(text: str) -> str:
+    """The move a reply should answer, by the keyword cues alone (see `main_move_of`)."""
+    return main_move_of([(x.text, x.moves) for x in classify_sentences(text)])

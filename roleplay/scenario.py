@@ -182,9 +182,11 @@ class OfflineScript(_Model):
 
     reactions: dict[Move, MoodLines] = Field(description="Lines per learner move (open_question, blame, ...).")
     fallback: MoodLines = Field(description="Lines when no reaction matches the learner's move.")
-    other_language: str = Field(
-        default="Sorry, could we keep this in English? I won't follow it properly otherwise.",
-        description="What the persona says when the learner writes in a language other than the scenario's.",
+    other_language: list[str] = Field(
+        default_factory=lambda: ["Sorry, could we keep this in English? I won't follow it properly otherwise.",
+                                 "I'm not following, sorry. Could you say that in English?"],
+        min_length=1,
+        description="What the persona says (in rotation) when the learner writes in another language than the scenario's.",
     )
     trust_effects: dict[Move, int] = Field(
         default_factory=dict,

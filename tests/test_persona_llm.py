@@ -10,7 +10,7 @@ from stub_openai import Delay, Status, StubOpenAI
 from roleplay.errors import ProviderError
 from content import catalog
 from roleplay.llm import OpenAIChatModel
-from roleplay.persona import LLMVoice
+from roleplay.voices import LLMVoice
 from roleplay.practice import resume_practice, start_practice
 from roleplay.store import Store
 
@@ -82,8 +82,14 @@ def test_ten_turn_llm_session_streams_persists_recovers_and_reveals_when_earned(
     assert told, "the model is told to reveal once the condition holds"
     assert "stroke" in chats[told[0]]["messages"][-1]["content"]
     assert len(told) <= len(st.revealed) + len(st.breaks), "one reveal instruction per reveal (plus repairs)"
+    secret = scenario.fact("caring-for-parent")
+    other = scenario.fact("afraid-to-ask")
     for r in chats[: told[0]]:
-        assert "Do NOT reveal" in r["messages"][-1]["content"] and "stroke" in r["messages"][-1]["content"]
+        sent = " ".join(m["content"] for m in r["messages"])
+        # an unrevealed fact's text never reaches the model; at most its vague hint does
+        assert "stroke" not in sent and secret.fact not in sent and secret.hint in r["messages"][-1]["content"]
+    for r in chats:
+        assert other.fact not in " ".join(m["content"] for m in r["messages"]) or "afraid-to-ask" in st.revealed_ids
     # instructions sit before and after the history
     last = chats[-1]["messages"]
     assert last[0]["role"] == "system" and last[-1]["role"] == "system"

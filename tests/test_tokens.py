@@ -8,7 +8,8 @@ import pytest
 import tiktoken
 
 from content import catalog
-from roleplay.persona import Conversation, LLMVoice, OfflineVoice
+from roleplay.persona import Conversation, OfflineVoice
+from roleplay.voices import LLMVoice
 from roleplay.tokens import TokenCounter, counter_for, trim_to_budget
 
 
