@@ -10,6 +10,7 @@ import click
 
 from roleplay.cli_certify import certify, export
 from roleplay.cli_common import app_context, CliGroup
+from roleplay.cli_eval import eval_persona, eval_reader
 from roleplay.errors import RoleplayError
 
 @click.group(cls=CliGroup)
@@ -176,7 +177,7 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
 
 @main.group(cls=CliGroup, name="eval")
 def eval_() -> None:
-    """Evaluate the graders."""
+    """Evaluate the graders, the persona and the turn reader."""
 
 
 @eval_.command("grader")
@@ -358,6 +359,8 @@ def migrate() -> None:
     click.echo(f"database is up to date: {_describe_url(url)}")
 
 
+eval_.add_command(eval_persona)
+eval_.add_command(eval_reader)
 main.add_command(certify)
 main.add_command(export)
 

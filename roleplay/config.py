@@ -40,6 +40,14 @@ class Engine(StrEnum):
     OFFLINE = "offline"
 
 
+class ReaderKind(StrEnum):
+    """Which turn reader reads learner turns."""
+
+    AUTO = "auto"
+    LLM = "llm"
+    OFFLINE = "offline"
+
+
 class StructuredMode(StrEnum):
     """How structured replies are asked of the endpoint."""
 
@@ -77,6 +85,8 @@ class Settings(BaseSettings):
     api_version: str | None = Field(default=None, description="Azure OpenAI API version.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per model call.")
     max_retries: int = Field(default=3, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
+    reader: ReaderKind = Field(default=ReaderKind.AUTO,
+                               description="Turn reader: auto (the LLM reader when a model is used), llm or offline.")
     structured_mode: StructuredMode = Field(default=StructuredMode.JSON_SCHEMA, description="How JSON is asked for.")
     price_input: float | None = Field(default=None, ge=0, description="Price per million input tokens.")
     price_output: float | None = Field(default=None, ge=0, description="Price per million output tokens.")
@@ -106,6 +116,13 @@ class Settings(BaseSettings):
             raise ValueError("set both ROLEPLAY_LRS_KEY and ROLEPLAY_LRS_SECRET (the LRS's basic-auth credentials), "
                              "or neither")
         return self
+
+    @property
+    def use_llm_reader(self) -> bool:
+        """Whether learner turns are read by the model (falling back to the offline reader)."""
+        if self.reader is ReaderKind.OFFLINE:
+            return False
+        return self.reader is ReaderKind.LLM or self.use_llm
 
     @property
     def use_llm(self) -> bool:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from roleplay.persona import Voice
     from roleplay.practice import PracticeRun
     from roleplay.programme import Programme
+    from roleplay.reader import TurnReader
     from roleplay.review import ReviewService, ReviewView
     from roleplay.store import Store
     from roleplay.xapi import LRSConfig, XapiConfig
@@ -104,6 +105,16 @@ class AppContext:
         from roleplay.llm import GenerationSettings
 
         return LLMVoice(self.model, GenerationSettings(temperature=0.8))
+
+    def reader(self, offline: bool = False) -> TurnReader:
+        """The LLM turn reader (offline fallback) when configured and not `offline`, else the offline reader."""
+        from roleplay.reader import offline_reader
+
+        if offline or not self.settings.use_llm_reader:
+            return offline_reader()
+        from roleplay.llm_reader import LLMReader
+
+        return LLMReader(self.model, fallback=offline_reader())
 
     def judge(self, offline: bool = False) -> Judge:
         """The LLM judge (with few-shot anchors when any are stored) when configured, else the offline judge."""
@@ -197,7 +208,8 @@ class AppContext:
         if run is None:
             sess = self.store.get_session(session_id)
             run = resume_practice(self.store, session_id, self.catalog,
-                                  self.voice(offline=sess.engine == "offline"), model_name=self.settings.model)
+                                  self.voice(offline=sess.engine == "offline"), model_name=self.settings.model,
+                                  reader=self.reader(offline=sess.engine == "offline"))
             self.remember(run)
         return run
 

@@ -100,7 +100,9 @@ class MoveHead:
                               "python training/reader/train_head.py")
         data = np.load(path, allow_pickle=False)
         meta = json.loads(str(data["meta"]))
-        arrays = {k: data[k] for k in ("mean", "scale", "primary_w", "primary_b", "any_w", "any_b")}
+        names = ("mean", "scale", "primary_w", "primary_b", "any_w", "any_b", "proto_vectors", "proto_primary",
+                 "proto_present")
+        arrays = {k: data[k] for k in names if k in data}
         return cls(arrays, meta["labels"], bool(meta["use_cues"]), meta["encoder"], meta)
 
     def save(self, path: Path) -> None:
@@ -113,8 +115,12 @@ class MoveHead:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **self.arrays, meta=np.asarray(json.dumps(meta)))
 
-    def probabilities(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(main-move probabilities summing to 1, per-move presence probabilities), one row per sentence."""
+    def probabilities(self, features: np.ndarray, vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(main-move probabilities summing to 1, per-move presence probabilities), one row per sentence.
+
+        When the head carries labelled examples ("prototypes") and `vectors` are given, the linear layers'
+        probabilities are blended with a similarity-weighted vote of the nearest labelled sentences.
+        """
         import numpy as np
 
         a = self.arrays
@@ -124,7 +130,19 @@ class MoveHead:
         primary = np.exp(logits)
         primary /= primary.sum(axis=1, keepdims=True)
         present = 1.0 / (1.0 + np.exp(-(x @ a["any_w"] + a["any_b"])))
-        return primary, present
+        if vectors is None or "proto_vectors" not in a:
+            return primary, present
+        k, temp, alpha = int(self.meta.get("knn_k", 10)), float(self.meta.get("knn_temp", 0.02)), float(self.meta.get("knn_alpha", 0.7))
+        sims = vectors @ a["proto_vectors"].astype(np.float32).T
+        idx = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, :k]
+        near = np.take_along_axis(sims, idx, axis=1)
+        w = np.exp((near - near.max(axis=1, keepdims=True)) / temp)
+        w /= w.sum(axis=1, keepdims=True)
+        vote = np.zeros_like(primary)
+        for j in range(k):
+            vote[np.arange(len(vote)), a["proto_primary"][idx[:, j]]] += w[:, j]
+        share = np.einsum("nk,nkl->nl", w, a["proto_present"][idx].astype(np.float32))
+        return alpha * primary + (1 - alpha) * vote, alpha * present + (1 - alpha) * share
 
 
 def moves_from_probabilities(primary: np.ndarray, present: np.ndarray, labels: Sequence[str],
@@ -200,7 +218,7 @@ class OfflineReader:
         """What `text` means in this conversation."""
         sentences = split_sentences(text) or [text.strip()]
         vectors = self.encoder.encode(sentences)
-        primary, present = self.head.probabilities(sentence_features(sentences, vectors, self.head.use_cues))
+        primary, present = self.head.probabilities(sentence_features(sentences, vectors, self.head.use_cues), vectors)
         topic, facts = self._scenario_context(ctx.scenario) if ctx.scenario is not None else (None, [])
         recent = [line for line in ctx.persona_lines[-2:] if line.strip()]
         recent_vecs = self._encode_cached(recent) if recent else None
@@ -210,11 +228,12 @@ class OfflineReader:
             moves, conf = moves_from_probabilities(primary[i], present[i], self.head.labels)
             v = vectors[i]
             responds = _unit(float((recent_vecs @ v).max()), self.sim_floor, self.sim_ceiling) if recent_vecs is not None else 0.0
-            topic_sim = float((topic @ v).max()) if topic is not None else 0.0
-            if said is not None:
-                topic_sim = max(topic_sim, float((said @ v).max()))
+            scenario_sim = float((topic @ v).max()) if topic is not None else 0.0
+            # what the persona said counts towards relevance, but not towards escaping the off-topic check:
+            # its puzzled replies to nonsense would otherwise make the next piece of nonsense look on topic
+            topic_sim = max(scenario_sim, float((said @ v).max())) if said is not None else scenario_sim
             on_topic = _unit(topic_sim, self.topic_low, self.topic_high)
-            if (moves[0] != "off_topic" and topic is not None and topic_sim < self.topic_floor
+            if (moves[0] != "off_topic" and topic is not None and scenario_sim < self.topic_floor
                     and float(primary[i][self._off]) >= 0.15):
                 # further from the scenario than almost any on-topic sentence, and the head has doubts
                 moves = ["off_topic"]

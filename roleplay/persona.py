@@ -217,18 +217,22 @@ class Conversation:
             st.reader_fallbacks += 1
         moves, move = list(reading.moves), reading.main_move
         st.learner_turns += 1
+        self._rng.seed(st.seed * 1009 + st.learner_turns)  # per turn, so a resumed session replays exactly
         st.last_moves = moves
         st.blames += "blame" in moves
         st.threats += "threat" in moves
         st.off_topic_turns += move == "off_topic"
+        if reading.language != scn.language:
+            # the persona cannot follow: nothing the turn says moves trust or earns anything
+            st.trust_history.append(st.trust)
+            return self._or_timeout(Directive(kind="language", move=move,
+                                              line=self._rotate("language", scn.script.other_language)))
         self._move_trust(reading)
 
         end = scn.end
         if st.blames >= end.walkout_after_blames or st.threats >= end.walkout_after_threats \
                 or st.cold_turns >= end.walkout_after_cold_turns:
             return Directive(kind="walkout", move=move, line=end.walkout_line)
-        if reading.language != scn.language:
-            return self._or_timeout(Directive(kind="language", move=move, line=self._rotate("language", scn.script.other_language)))
         if reading.named_facts and move not in ("blame", "threat", "dismissive"):
             fact = scn.fact(reading.named_facts[0])
             st.revealed.append(Reveal(fact_id=fact.id, turn=st.learner_turns, moves=moves, trust=st.trust,
@@ -289,7 +293,11 @@ class Conversation:
         return None
 
     def _scripted_line(self, move: str) -> str:
-        """The next line for this move and mood that fits what has been revealed, avoiding repeats."""
+        """The next line for this move and mood that fits what has been revealed and has not been said yet.
+
+        When the move's lines are used up, the persona falls back to its general lines, then (when guarded) to
+        its pushback, before it repeats itself.
+        """
         script, st = self.scenario.script, self.state
         mood = st.mood
         revealed = set(st.revealed_ids)
@@ -299,23 +307,23 @@ class Conversation:
             if fresh:
                 return self._say(self._rng.choice(fresh))
         lines_for = script.reactions.get(move)  # type: ignore[call-overload]
-        lines = lines_for.for_mood(mood, revealed) if lines_for else []
-        key = f"{move}:{mood}"
-        if not lines:
-            lines, key = script.fallback.for_mood(mood, revealed), f"fallback:{mood}"
-        if key not in st.cursors:
-            st.cursors[key] = self._rng.randrange(len(lines))
-        for step in range(len(lines)):
-            candidate = lines[(st.cursors[key] + step) % len(lines)]
-            if candidate not in st.said:
-                st.cursors[key] += step + 1
-                return self._say(candidate)
-        if mood == "guarded" and move in _ASKING + _LISTENING:
-            pushes = self.scenario.persona.pushback
-            return self._say(pushes[st.cursors[key] % len(pushes)])
-        i = st.cursors[key]
-        st.cursors[key] = i + 1
-        return self._say(lines[i % len(lines)])
+        sources = [(f"{move}:{mood}", lines_for.for_mood(mood, revealed) if lines_for else []),
+                   (f"fallback:{mood}", script.fallback.for_mood(mood, revealed))]
+        if mood == "guarded" or move in ("blame", "threat", "dismissive", "off_topic"):
+            sources.append(("pushback", list(self.scenario.persona.pushback)))
+        for key, lines in sources:
+            if not lines:
+                continue
+            if key not in st.cursors:
+                st.cursors[key] = self._rng.randrange(len(lines))
+            for step in range(len(lines)):
+                candidate = lines[(st.cursors[key] + step) % len(lines)]
+                if candidate not in st.said:
+                    st.cursors[key] += step + 1
+                    return self._say(candidate)
+        # everything fitting has been said: repeat the one said longest ago
+        key, lines = next((k, v) for k, v in sources if v)
+        return self._say(min(lines, key=lambda x: max(i for i, said in enumerate(st.said) if said == x)))
 
     def _rotate(self, key: str, lines: list[str]) -> str:
         i = self.state.cursors.get(key, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from roleplay.config import Settings
 from roleplay.errors import NotFoundError, PermissionDenied, RoleplayError
 from roleplay.models import Person, PracticeSession, Role
 from roleplay.persona import Conversation, OfflineVoice, PersonaState, Voice
+from roleplay.reader import TurnReader
 from roleplay.scenario import LEVELS, Scenario
 from roleplay.store import Store
 from roleplay.tokens import estimate_cost
@@ -75,12 +77,15 @@ class PracticeRun:
 
 
 def start_practice(store: Store, username: str, scenario: Scenario, level: str = "intermediate",
-                   voice: Voice | None = None, seed: int = 0, *, model_name: str = "gpt-4o-mini",
-                   prices: tuple[float | None, float | None] = (None, None)) -> PracticeRun:
+                   voice: Voice | None = None, seed: int | None = None, *, model_name: str = "gpt-4o-mini",
+                   prices: tuple[float | None, float | None] = (None, None),
+                   reader: TurnReader | None = None) -> PracticeRun:
     """Start a stored practice session for `username` (created as a learner if new).
 
     Args:
         voice: Who speaks for the persona; the offline voice when None.
+        seed: The offline engine's line choice; a fresh random seed when None (stored, so the session replays).
+        reader: The turn reader; the offline reader when None.
         model_name: The model whose tokenizer counts tokens.
         prices: Input and output price per million tokens, for the cost estimate.
     """
@@ -93,13 +98,16 @@ def start_practice(store: Store, username: str, scenario: Scenario, level: str =
     def sink(speaker: str, text: str, tokens: int | None, state: dict[str, Any]) -> None:
         store.add_turn(sess.id, speaker, text, tokens=tokens, state=state)
 
-    conv = Conversation(scenario, level, voice, seed=seed, on_turn=sink, model=model_name)
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    conv = Conversation(scenario, level, voice, seed=seed, on_turn=sink, model=model_name, reader=reader)
     return PracticeRun(sess.id, conv, store, prices)
 
 
 def resume_practice(store: Store, session_id: str, catalog: Catalog, voice: Voice | None = None, *,
                     model_name: str = "gpt-4o-mini",
-                    prices: tuple[float | None, float | None] = (None, None)) -> PracticeRun:
+                    prices: tuple[float | None, float | None] = (None, None),
+                    reader: TurnReader | None = None) -> PracticeRun:
     """Rebuild a stored session (on any app process) so the conversation continues where it stopped."""
     sess = store.get_session(session_id)
     scenario = catalog.scenario(sess.scenario_id)
@@ -108,10 +116,9 @@ def resume_practice(store: Store, session_id: str, catalog: Catalog, voice: Voic
     def sink(speaker: str, text: str, tokens: int | None, state: dict[str, Any]) -> None:
         store.add_turn(sess.id, speaker, text, tokens=tokens, state=state)
 
-    conv = Conversation(scenario, sess.level, voice, on_turn=sink, model=model_name)
+    conv = Conversation(scenario, sess.level, voice, on_turn=sink, model=model_name, reader=reader)
     if sess.state:
         conv.state = PersonaState.model_validate(sess.state)
-        conv._rng.seed(conv.state.seed + conv.state.learner_turns)
     conv.transcript.turns = [Turn(speaker=t.speaker, text=t.text, at=t.created_at, tokens=t.tokens)  # type: ignore[arg-type]
                              for t in sess.turns]
     return PracticeRun(sess.id, conv, store, prices)

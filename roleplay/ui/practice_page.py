@@ -160,7 +160,8 @@ def start(scenario_id: str | None, level: str, request: gr.Request) -> tuple[Any
     voice = ctx().voice()
     app = ctx()
     run = start_practice(store(), person.username, app.catalog.scenario(scenario_id), level or "intermediate", voice,
-                         model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output))
+                         model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output),
+                         reader=app.reader(offline=voice.name == "offline"))
     ctx().remember(run)
     chat = [{"role": "assistant", "content": run.open()}]
     live = gr.update(interactive=True)

@@ -125,10 +125,17 @@ def train_head(x: np.ndarray, rows: list[dict], labels: tuple[str, ...], l2: flo
     return {"mean": mean.astype(np.float32), "scale": scale.astype(np.float32), **p}
 
 
-def evaluate(head: MoveHead, x: np.ndarray, rows: list[dict]) -> dict:
+def prototypes(vectors: np.ndarray, rows: list[dict], labels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The labelled train sentences the head votes with (vectors as float16, main move, all moves)."""
+    return {"proto_vectors": vectors.astype(np.float16),
+            "proto_primary": np.array([labels.index(r["moves"][0]) for r in rows], dtype=np.int16),
+            "proto_present": targets(rows, labels).astype(np.uint8)}
+
+
+def evaluate(head: MoveHead, x: np.ndarray, rows: list[dict], vectors: np.ndarray | None = None) -> dict:
     """Per-move precision, recall and F1 (a move counts when it is among the predicted moves), macro-F1, and
     main-move accuracy."""
-    primary, present = head.probabilities(x)
+    primary, present = head.probabilities(x, vectors)
     predicted = [moves_from_probabilities(a, b, head.labels)[0] for a, b in zip(primary, present, strict=True)]
     per: dict[str, dict[str, float]] = {}
     for label in head.labels:
@@ -259,14 +266,16 @@ def main() -> None:
         x = sentence_features([r["text"] for r in rows], vectors, use_cues)
         l2 = args.l2 if args.l2 is not None else choose_l2(x[is_train], train, labels)
         arrays = train_head(x[is_train], train, labels, l2=l2)
-        head = MoveHead(arrays, labels, use_cues, encoder.name)
-        results[use_cues] = (head, evaluate(head, x[~is_train], dev), evaluate(head, x[is_train], train))
+        arrays.update(prototypes(vectors[is_train], train, labels))
+        head = MoveHead(arrays, labels, use_cues, encoder.name, {"knn_k": 10, "knn_temp": 0.02, "knn_alpha": 0.7})
+        results[use_cues] = (head, evaluate(head, x[~is_train], dev, vectors[~is_train]),
+                             evaluate(head, x[is_train], train, vectors[is_train]))
         print(f"cues={use_cues} l2={l2}: dev macro-F1 {results[use_cues][1]['macro_f1']}, primary accuracy "
               f"{results[use_cues][1]['primary_accuracy']} (train macro-F1 {results[use_cues][2]['macro_f1']})")
     use_cues = args.cues == "yes"
     head, dev_eval, _ = results[use_cues]
     cal = calibrate(encoder, rows, vectors)
-    head.meta = {"calibration": cal, "dev": dev_eval, "corpus_sentences": len(rows), "train": len(train),
+    head.meta = {**head.meta, "calibration": cal, "dev": dev_eval, "corpus_sentences": len(rows), "train": len(train),
                  "dev_sentences": len(dev), "trained": time.strftime("%Y-%m-%d")}
     if args.compare:
         head.meta["compare"] = {("with_cues" if k else "without_cues"): v[1]["macro_f1"] for k, v in results.items()}
