@@ -10,26 +10,26 @@ and schedules reinforcement drills.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from roleplay.badges import badge_credential, load_or_create_signing_key
 from roleplay.catalog import Catalog
+from roleplay.drills import Drill, drills_of, plan_drills, schedule_drills
 from roleplay.errors import CertificationError, NotFoundError, PermissionDenied
 from roleplay.models import (
     CertificationRow,
     CertificationStatus,
-    DrillStatus,
     Enrolment,
     GradeRow,
     Person,
     PracticeSession,
-    ReinforcementDrill,
     ReviewRow,
     ReviewStatus,
     Role,
@@ -101,19 +101,6 @@ class LearnerStatus(_Out):
     next_step: str = Field(description="What the learner should do next.")
 
 
-class Drill(_Out):
-    """A scheduled reinforcement drill."""
-
-    sprint: str = Field(description="Sprint certified.")
-    scenario_id: str = Field(description="Scenario to practise.")
-    scenario_title: str = Field(description="Its title (the id if it left the library).")
-    level: str = Field(description="Level to practise at: the certified level.")
-    after_days: int = Field(description="Days after sign-off.")
-    due_on: date = Field(description="Date the drill is due.")
-    purpose: str = Field(description="Why this drill.")
-    status: str = Field(description="'scheduled' (the only state so far).")
-
-
 class Certificate(_Out):
     """A signed-off sprint."""
 
@@ -131,6 +118,20 @@ class Certificate(_Out):
 
 def _rank(level: str) -> int:
     return LEVELS.index(level) if level in LEVELS else -1
+
+
+def _enrolment(db: Session, person: Person) -> Enrolment | None:
+    return db.scalar(select(Enrolment).where(Enrolment.person_id == person.id))
+
+
+def _chosen(db: Session, person: Person) -> dict[str, CertificationRow]:
+    """The person's certification rows (one per chosen sprint), by sprint id."""
+    return {r.sprint: r for r in db.scalars(select(CertificationRow).where(CertificationRow.person_id == person.id))}
+
+
+def _certification(db: Session, person: Person, sprint: str) -> CertificationRow | None:
+    return db.scalar(select(CertificationRow).where(CertificationRow.person_id == person.id,
+                                                    CertificationRow.sprint == sprint))
 
 
 class CertificationService:
@@ -206,7 +207,7 @@ class CertificationService:
         level = self.programme.level_for(score)
         with self.store.session() as db:
             person = person_in(db, username)
-            row = db.scalar(select(Enrolment).where(Enrolment.person_id == person.id))
+            row = _enrolment(db, person)
             if row is not None and row.sprints_chosen_at is not None:
                 raise CertificationError(
                     f"{username}'s starting level ({row.level}) was set by the pre-assessment and sprints are chosen; "
@@ -242,11 +243,11 @@ class CertificationService:
                                      "cannot be practised; choose others or ask a designer to add scenarios")
         with self.store.session() as db:
             person = person_in(db, username)
-            enrolment = db.scalar(select(Enrolment).where(Enrolment.person_id == person.id))
+            enrolment = _enrolment(db, person)
             if enrolment is None:
                 raise CertificationError(f"{username} has not taken the pre-assessment; take it first, it sets the "
                                          "level you practise at")
-            rows = {r.sprint: r for r in db.scalars(select(CertificationRow).where(CertificationRow.person_id == person.id))}
+            rows = _chosen(db, person)
             dropped = [s for s, r in rows.items() if r.status == CertificationStatus.CERTIFIED and s not in sprints]
             if dropped:
                 raise CertificationError(f"{username} is already certified in {', '.join(dropped)}; keep it in the choice")
@@ -275,8 +276,8 @@ class CertificationService:
         """Progress in each chosen sprint; only approved, passing sessions at the learner's level or above count."""
         with self.store.session() as db:
             person = person_in(db, username)
-            enrolment = db.scalar(select(Enrolment).where(Enrolment.person_id == person.id))
-            rows = {r.sprint: r for r in db.scalars(select(CertificationRow).where(CertificationRow.person_id == person.id))}
+            enrolment = _enrolment(db, person)
+            rows = _chosen(db, person)
             names = {p.id: p.username for p in db.scalars(select(Person).where(
                 Person.id.in_({r.signed_off_by for r in rows.values() if r.signed_off_by})))}
             pending = list(db.execute(
@@ -379,10 +380,10 @@ class CertificationService:
                 f"{current.still_needed} more needed")
         issued = self.clock()
         credential = self._credential(person, sprint, current, comment.strip(), issued)
-        plan = self._plan_drills(sprint, current, issued)
+        plan = plan_drills(self.programme, sprint, self._scenarios_of(sprint), current.level,
+                           (c.scenario_id for c in current.counted), issued)
         with self.store.session() as db:
-            row = db.scalar(select(CertificationRow).where(CertificationRow.person_id == person.id,
-                                                           CertificationRow.sprint == sprint))
+            row = _certification(db, person, sprint)
             done = db.execute(update(CertificationRow).where(
                 CertificationRow.id == row.id, CertificationRow.status == CertificationStatus.IN_PROGRESS).values(
                 status=CertificationStatus.CERTIFIED, signed_off_by=facilitator.id, comment=comment.strip(), credential=credential,
@@ -390,10 +391,7 @@ class CertificationService:
             if done.rowcount != 1:
                 raise CertificationError(f"{learner} was certified in '{sprint}' by someone else a moment ago; "
                                          "reload the status (nothing of yours was saved)")
-            for d in plan:
-                db.add(ReinforcementDrill(certification_id=row.id, person_id=person.id, sprint=sprint,
-                                          scenario_id=d.scenario_id, level=d.level, after_days=d.after_days,
-                                          due_on=d.due_on, status=DrillStatus.SCHEDULED))
+            schedule_drills(db, plan, certification_id=row.id, person_id=person.id)
         return Certificate(learner=learner, sprint=sprint, level=current.level, signed_off_by=facilitator_username,
                            comment=comment.strip(), issued_at=issued, credential=credential, drills=plan)
 
@@ -418,35 +416,9 @@ class CertificationService:
             valid_from=issued,
         )
 
-    def _plan_drills(self, sprint: str, current: SprintStatus, issued: datetime) -> list[Drill]:
-        scenarios = self._scenarios_of(sprint)
-        used = {s.id: 0 for s in scenarios}
-        for c in current.counted:
-            if c.scenario_id in used:
-                used[c.scenario_id] += 1
-        order = sorted(scenarios, key=lambda s: (used[s.id], s.id))  # the least practised first
-        plan = []
-        for i, step in enumerate(self.programme.reinforcement):
-            scn = order[i % len(order)]
-            plan.append(Drill(sprint=sprint, scenario_id=scn.id, scenario_title=scn.title, level=current.level,
-                              after_days=step.after_days, due_on=issued.date() + timedelta(days=step.after_days),
-                              purpose=step.purpose, status=DrillStatus.SCHEDULED))
-        return plan
-
     def drills(self, username: str) -> list[Drill]:
         """The learner's reinforcement drills, soonest first."""
-        purposes = {r.after_days: r.purpose for r in self.programme.reinforcement}
-        with self.store.session() as db:
-            person = person_in(db, username)
-            rows = list(db.scalars(select(ReinforcementDrill).where(ReinforcementDrill.person_id == person.id)
-                                   .order_by(ReinforcementDrill.due_on, ReinforcementDrill.sprint)))
-        out = []
-        for r in rows:
-            scn = self.catalog.scenarios.get(r.scenario_id)
-            out.append(Drill(sprint=r.sprint, scenario_id=r.scenario_id, scenario_title=scn.title if scn else r.scenario_id,
-                             level=r.level, after_days=r.after_days, due_on=r.due_on,
-                             purpose=purposes.get(r.after_days, ""), status=r.status))
-        return out
+        return drills_of(self.store, self.programme, self.catalog, username)
 
     def certificate(self, username: str, sprint: str) -> dict[str, Any]:
         """The signed credential issued for a sprint.
@@ -456,8 +428,7 @@ class CertificationService:
         """
         with self.store.session() as db:
             person = person_in(db, username)
-            row = db.scalar(select(CertificationRow).where(CertificationRow.person_id == person.id,
-                                                           CertificationRow.sprint == sprint))
+            row = _certification(db, person, sprint)
         if row is None or row.status != CertificationStatus.CERTIFIED or not row.credential:
             raise NotFoundError(f"{username} has no certificate in '{sprint}' yet; a facilitator issues it at sign-off")
         return row.credential
