@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from roleplay.errors import BuddyError, NotFoundError, PermissionDenied
+from roleplay.errors import BuddyError, PermissionDenied
 from roleplay.models import BuddyLink, Person, PracticeSession, ReflectionRow, SharedSessionRow, utcnow
-from roleplay.store import Store, person_in
+from roleplay.store import Store, person_in, session_in
 
 MAX_NOTE = 4000
 
@@ -55,6 +55,15 @@ class SharedSessionView(_Out):
     reflections: list[Reflection] = Field(description="Reflections so far, oldest first.")
 
 
+def _link(db: Session, learner: Person) -> BuddyLink | None:
+    return db.scalar(select(BuddyLink).where(BuddyLink.learner_id == learner.id))
+
+
+def _shared(sess: PracticeSession, learner: str, shared_at: datetime) -> SharedSession:
+    return SharedSession(session_id=sess.id, learner=learner, scenario_id=sess.scenario_id, level=sess.level,
+                         started_at=sess.started_at, shared_at=shared_at)
+
+
 class BuddyService:
     """Who may read whose shared sessions, and their reflections; every check is made here, not in the UI.
 
@@ -81,7 +90,7 @@ class BuddyService:
             raise BuddyError("you cannot be your own learning buddy; name a colleague on the programme")
         with self.store.session() as db:
             me, buddy = person_in(db, learner), person_in(db, buddy_username)
-            link = db.scalar(select(BuddyLink).where(BuddyLink.learner_id == me.id))
+            link = _link(db, me)
             if link is None:
                 db.add(BuddyLink(learner_id=me.id, buddy_id=buddy.id, named_at=self.clock()))
             elif link.buddy_id != buddy.id:
@@ -91,7 +100,7 @@ class BuddyService:
         """The learner's current buddy, if any."""
         with self.store.session() as db:
             me = person_in(db, learner)
-            link = db.scalar(select(BuddyLink).where(BuddyLink.learner_id == me.id))
+            link = _link(db, me)
             return db.get(Person, link.buddy_id).username if link else None
 
     def share_session(self, learner: str, session_id: str) -> SharedSession:
@@ -104,12 +113,10 @@ class BuddyService:
         """
         with self.store.session() as db:
             me = person_in(db, learner)
-            sess = db.get(PracticeSession, session_id)
-            if sess is None:
-                raise NotFoundError(f"no practice session '{session_id}'")
+            sess = session_in(db, session_id)
             if sess.person_id != me.id:
                 raise PermissionDenied("you can only share your own practice sessions")
-            link = db.scalar(select(BuddyLink).where(BuddyLink.learner_id == me.id))
+            link = _link(db, me)
             if link is None:
                 raise BuddyError("name a learning buddy first, then share sessions with them")
             share = db.scalar(select(SharedSessionRow).where(SharedSessionRow.session_id == session_id,
@@ -118,8 +125,7 @@ class BuddyService:
                 share = SharedSessionRow(session_id=session_id, buddy_id=link.buddy_id, shared_at=self.clock())
                 db.add(share)
                 db.flush()
-            return SharedSession(session_id=sess.id, learner=learner, scenario_id=sess.scenario_id, level=sess.level,
-                                 started_at=sess.started_at, shared_at=share.shared_at)
+            return _shared(sess, learner, share.shared_at)
 
     def buddy_sessions(self, buddy: str) -> list[SharedSession]:
         """Sessions shared with `buddy` by learners who currently name them as buddy, newest share first."""
@@ -132,14 +138,11 @@ class BuddyService:
                 .join(BuddyLink, (BuddyLink.learner_id == PracticeSession.person_id) & (BuddyLink.buddy_id == me.id))
                 .where(SharedSessionRow.buddy_id == me.id)
                 .order_by(SharedSessionRow.shared_at.desc(), SharedSessionRow.id.desc())))
-        return [SharedSession(session_id=s.id, learner=p.username, scenario_id=s.scenario_id, level=s.level,
-                              started_at=s.started_at, shared_at=share.shared_at) for share, s, p in rows]
+        return [_shared(s, p.username, share.shared_at) for share, s, p in rows]
 
     def _visible(self, db: Session, viewer: str, session_id: str) -> tuple[Person, PracticeSession, Person, datetime | None]:
         me = person_in(db, viewer)
-        sess = db.get(PracticeSession, session_id)
-        if sess is None:
-            raise NotFoundError(f"no practice session '{session_id}'")
+        sess = session_in(db, session_id)
         owner = db.get(Person, sess.person_id)
         if owner.id == me.id:
             share = db.scalar(select(func.min(SharedSessionRow.shared_at)).where(SharedSessionRow.session_id == session_id))
@@ -162,8 +165,7 @@ class BuddyService:
         with self.store.session() as db:
             _, sess, owner, shared_at = self._visible(db, viewer, session_id)
             turns = [SharedTurn(speaker=t.speaker, text=t.text) for t in sess.turns]
-            info = SharedSession(session_id=sess.id, learner=owner.username, scenario_id=sess.scenario_id,
-                                 level=sess.level, started_at=sess.started_at, shared_at=shared_at or sess.started_at)
+            info = _shared(sess, owner.username, shared_at or sess.started_at)
         return SharedSessionView(session=info, turns=turns, reflections=self.reflections(session_id))
 
     def add_reflection(self, buddy: str, session_id: str, note: str) -> Reflection:
@@ -197,8 +199,8 @@ class BuddyService:
         with self.store.session() as db:
             if viewer is not None:
                 self._visible(db, viewer, session_id)
-            elif db.get(PracticeSession, session_id) is None:
-                raise NotFoundError(f"no practice session '{session_id}'")
+            else:
+                session_in(db, session_id)
             rows = list(db.execute(select(ReflectionRow, Person.username)
                                    .join(Person, Person.id == ReflectionRow.author_id)
                                    .where(ReflectionRow.session_id == session_id)

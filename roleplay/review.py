@@ -72,6 +72,13 @@ def _require_facilitator(db: Session, username: str) -> Person:
     return person
 
 
+def _review_in(db: Session, review_id: int) -> ReviewRow:
+    review = db.get(ReviewRow, review_id)
+    if review is None:
+        raise NotFoundError(f"no review {review_id}; see `roleplay review list`")
+    return review
+
+
 def apply_edits(grade: Grade, edits: list[CriterionEdit], rubric: Rubric) -> Grade:
     """A new grade with `edits` applied and the score recomputed in code (the input is not changed)."""
     ids = {c.criterion_id for c in grade.criteria}
@@ -139,9 +146,7 @@ class ReviewService:
     def get(self, review_id: int) -> ReviewView:
         """One review with its grade, edits and history."""
         with self.store.session() as db:
-            review = db.get(ReviewRow, review_id)
-            if review is None:
-                raise NotFoundError(f"no review {review_id}; see `roleplay review list`")
+            review = _review_in(db, review_id)
             grade_row = db.get(GradeRow, review.grade_id)
             sess = db.get(PracticeSession, grade_row.session_id)
             learner = db.get(Person, sess.person_id)
@@ -157,7 +162,7 @@ class ReviewService:
                 current = apply_edits(current, changes, self.rubric_for(ai.rubric_id))
             history.append(HistoryEntry(action=e.action, actor=names.get(e.actor_id, "?"), at=e.created_at,
                                         comment=e.comment, changes=changes))
-        return ReviewView(review_id=review.id, status=review.status, version=review.version,  # type: ignore[arg-type]
+        return ReviewView(review_id=review.id, status=ReviewStatus(review.status), version=review.version,
                           session_id=sess.id, learner=learner.username, scenario_id=sess.scenario_id, level=sess.level,
                           ai_grade=ai, current=current, history=history, comment=review.comment,
                           decided_by=names.get(review.decided_by) if review.decided_by else None,
@@ -167,9 +172,7 @@ class ReviewService:
              changes: list[CriterionEdit] | None = None) -> ReviewView:
         with self.store.session() as db:
             actor = _require_facilitator(db, username)
-            review = db.get(ReviewRow, review_id)
-            if review is None:
-                raise NotFoundError(f"no review {review_id}; see `roleplay review list`")
+            review = _review_in(db, review_id)
             sess = db.get(PracticeSession, db.get(GradeRow, review.grade_id).session_id)
             if sess.person_id == actor.id:
                 raise PermissionDenied("you cannot review your own practice session; ask another facilitator")

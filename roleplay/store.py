@@ -38,6 +38,18 @@ def person_in(db: Session, username: str) -> Person:
     return person
 
 
+def session_in(db: Session, session_id: str) -> PracticeSession:
+    """The practice session with this id in an open unit of work.
+
+    Raises:
+        NotFoundError: there is no such session.
+    """
+    sess = db.get(PracticeSession, session_id)
+    if sess is None:
+        raise NotFoundError(f"no practice session '{session_id}'")
+    return sess
+
+
 def _describe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -190,9 +202,7 @@ class Store:
                  meta: dict[str, Any] | None = None, state: dict[str, Any] | None = None) -> TurnRow:
         """Append a turn (committed at once, so nothing is lost if the process dies) and optionally the new state."""
         with self.session() as db:
-            sess = db.get(PracticeSession, session_id)
-            if sess is None:
-                raise NotFoundError(f"no practice session '{session_id}'")
+            sess = session_in(db, session_id)
             if sess.status != SessionStatus.ACTIVE:
                 raise RoleplayError(f"session '{session_id}' has ended; start a new one to keep practising")
             last = db.scalar(select(TurnRow.idx).where(TurnRow.session_id == session_id).order_by(TurnRow.idx.desc()).limit(1))
@@ -206,9 +216,7 @@ class Store:
     def end_session(self, session_id: str, reason: str, state: dict[str, Any] | None = None) -> PracticeSession:
         """Mark a session ended with a reason (success, walkout, timeout, learner)."""
         with self.session() as db:
-            sess = db.get(PracticeSession, session_id)
-            if sess is None:
-                raise NotFoundError(f"no practice session '{session_id}'")
+            sess = session_in(db, session_id)
             sess.status = SessionStatus.ENDED
             sess.end_reason = reason
             sess.ended_at = utcnow()
@@ -219,9 +227,7 @@ class Store:
     def get_session(self, session_id: str) -> PracticeSession:
         """A session with its turns loaded."""
         with self.session() as db:
-            sess = db.get(PracticeSession, session_id)
-            if sess is None:
-                raise NotFoundError(f"no practice session '{session_id}'")
+            sess = session_in(db, session_id)
             _ = list(sess.turns)
         return sess
 
@@ -237,8 +243,7 @@ class Store:
                   passed: bool, prompt: str | None = None, raw_reply: str | None = None) -> GradeRow:
         """Store a grade and open its review in the same transaction."""
         with self.session() as db:
-            if db.get(PracticeSession, session_id) is None:
-                raise NotFoundError(f"no practice session '{session_id}'")
+            session_in(db, session_id)
             grade = GradeRow(session_id=session_id, judge=judge, rubric_id=rubric_id, result=result,
                              overall=overall, passed=passed, prompt=prompt, raw_reply=raw_reply)
             db.add(grade)
