@@ -13,7 +13,7 @@ from roleplay.persona import Conversation
 from roleplay.practice import engine_notice
 from roleplay.scenario import LEVELS, Scenario
 from roleplay.ui import render
-from roleplay.ui.common import ctx, gate, handler, require
+from roleplay.ui.common import ctx, gate, handler, page_frame, require
 
 PAGE = "Author"
 ROLES = ("designer",)
@@ -132,8 +132,8 @@ def _preview_state(conv: Any) -> str:
 
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
-    gate_md = gr.Markdown("", elem_id="author-gate")
-    with gr.Column(visible=False, elem_id="author-body") as body, gr.Row():
+    gate_md, body = page_frame("author")
+    with body, gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
                 files = gr.Dropdown(choices=[], value=None, label="Open scenario file", elem_id="author-file")

@@ -9,7 +9,7 @@ import gradio as gr
 from roleplay.calibration import CalibrationService
 from roleplay.errors import RoleplayError
 from roleplay.ui import render
-from roleplay.ui.common import ctx, gate, handler, require
+from roleplay.ui.common import ctx, gate, handler, page_frame, require
 
 PAGE = "Calibrate"
 ROLES = ("facilitator",)
@@ -143,8 +143,8 @@ def submit(anchor_id: str | None, l0: int | None, l1: int | None, l2: int | None
 
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
-    gate_md = gr.Markdown("", elem_id="calibrate-gate")
-    with gr.Column(visible=False, elem_id="calibrate-body") as body:
+    gate_md, body = page_frame("calibrate")
+    with body:
         with gr.Row():
             with gr.Column(scale=3):
                 header = gr.Markdown("", elem_id="calibrate-header")

@@ -91,6 +91,14 @@ def gate(request: Any, page: str, *roles: str) -> tuple[str, Any]:
     return "", gr.update(visible=True)
 
 
+def page_frame(page_id: str) -> tuple[gr.Markdown, gr.Column]:
+    """A page's gate message (`#<page_id>-gate`) and its body (`#<page_id>-body`, hidden until `gate` shows it).
+
+    Lay the page out inside `with body:`.
+    """
+    return gr.Markdown("", elem_id=f"{page_id}-gate"), gr.Column(visible=False, elem_id=f"{page_id}-body")
+
+
 def _message(exc: BaseException) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc

@@ -14,7 +14,7 @@ from roleplay.grader import grade_session, transcript_of_session
 from roleplay.practice import check_owner, engine_notice, start_practice
 from roleplay.scenario import LEVELS, SPRINTS
 from roleplay.ui import render
-from roleplay.ui.common import ctx, gate, handler, require, store
+from roleplay.ui.common import ctx, gate, handler, page_frame, require, store
 
 PAGE = "Practice"
 ROLES = ("learner",)
@@ -252,8 +252,8 @@ def share(session_id: str | None, request: gr.Request) -> str:
 
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
-    gate_md = gr.Markdown("", elem_id="practice-gate")
-    with gr.Column(visible=False, elem_id="practice-body") as body, gr.Row():
+    gate_md, body = page_frame("practice")
+    with body, gr.Row():
         with gr.Column(scale=2):
             scenario = gr.Dropdown(choices=[], value=None, label="Scenario (grouped by sprint)",
                                    elem_id="practice-scenario")

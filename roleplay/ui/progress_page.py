@@ -13,7 +13,7 @@ from roleplay.buddies import BuddyService
 from roleplay.errors import RoleplayError
 from roleplay.review import approved_results
 from roleplay.ui import render
-from roleplay.ui.common import ctx, gate, handler, require
+from roleplay.ui.common import ctx, gate, handler, page_frame, require
 
 PAGE = "Progress"
 ROLES = ("learner",)
@@ -206,8 +206,8 @@ def reflect(session_id: str | None, note: str, request: gr.Request) -> tuple[str
 
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
-    gate_md = gr.Markdown("", elem_id="progress-gate")
-    with gr.Column(visible=False, elem_id="progress-body") as body:
+    gate_md, body = page_frame("progress")
+    with body:
         with gr.Row():
             with gr.Column(scale=3):
                 cert = gr.Markdown("", elem_id="progress-certification")

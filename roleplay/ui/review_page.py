@@ -9,7 +9,7 @@ import gradio as gr
 from roleplay.grader import transcript_of_session
 from roleplay.review import CriterionEdit
 from roleplay.ui import render
-from roleplay.ui.common import ctx, gate, handler, require, store
+from roleplay.ui.common import ctx, gate, handler, page_frame, require, store
 
 PAGE = "Review"
 ROLES = ("facilitator",)
@@ -198,8 +198,8 @@ def sign_off(choice: str | None, comment: str, request: gr.Request) -> tuple[Any
 
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
-    gate_md = gr.Markdown("", elem_id="review-gate")
-    with gr.Column(visible=False, elem_id="review-body") as body:
+    gate_md, body = page_frame("review")
+    with body:
         with gr.Row():
             status = gr.Radio(list(STATUSES), value="pending", label="Show", elem_id="review-status", scale=3)
             refresh = gr.Button("Refresh queue", elem_id="review-refresh", scale=1)
