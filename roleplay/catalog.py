@@ -132,7 +132,10 @@ def _add(cat: Catalog, kind: str, item_id: str, item: Scenario | Rubric, path: P
         ))
         return False
     cat.sources[key] = path
-    (cat.rubrics if kind == "rubric" else cat.scenarios)[item_id] = item  # type: ignore[index]
+    if isinstance(item, Rubric):
+        cat.rubrics[item_id] = item
+    else:
+        cat.scenarios[item_id] = item
     return True
 
 

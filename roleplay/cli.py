@@ -68,10 +68,11 @@ def people() -> None:
 @click.option("--password", is_flag=True, help="Ask for a sign-in password for the web app.")
 def people_add(username: str, role: str, display_name: str | None, password: bool) -> None:
     """Add a person with a role."""
+    from roleplay.models import Role
 
     store = app_context().store
     secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
-    person = store.add_person(username, role, display_name)  # type: ignore[arg-type]
+    person = store.add_person(username, Role(role), display_name)
     if secret:
         store.set_password(username, secret)
     click.echo(f"added {person.username} ({person.role})" + (" with a password" if secret else ""))
@@ -160,9 +161,12 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
         transcript = load_transcript(target)
         sid = scenario_id or transcript.scenario_id
         scenario = cat.scenario(sid) if sid else None
-        if scenario is None and not rubric_id:
+        if rubric_id:
+            rubric = cat.rubric(rubric_id)
+        elif scenario is not None:
+            rubric = cat.rubric_for(scenario)
+        else:
             raise RoleplayError("say which rubric grades this transcript: --scenario ID or --rubric ID")
-        rubric = cat.rubric(rubric_id) if rubric_id else cat.rubric_for(scenario)  # type: ignore[arg-type]
         result = judge.grade(transcript, rubric, scenario)
         stored = ""
     else:

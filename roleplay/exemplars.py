@@ -315,7 +315,7 @@ class ExemplarStore:
         vector = self._embed([text])[0]
         with self._chroma("search exemplars"):
             found = collection.query(
-                query_embeddings=[vector],  # type: ignore[list-item]
+                query_embeddings=[vector],
                 n_results=k + _OVERFETCH,
                 where={"$and": [{"rubric_id": rubric_id}, {"criterion_id": criterion_id}]},
                 include=["documents", "metadatas", "distances"],

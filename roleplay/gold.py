@@ -39,7 +39,7 @@ class GoldTranscript(BaseModel):
 
     def transcript(self) -> Transcript:
         """As a Transcript."""
-        turns = [Turn(speaker=k, text=v) for t in self.turns for k, v in t.items()]  # type: ignore[arg-type]
+        turns = [Turn(speaker=k, text=v) for t in self.turns for k, v in t.items()]
         return Transcript(scenario_id=self.scenario, turns=turns)
 
 

@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -83,7 +84,7 @@ class Judge(Protocol):
 
 # --- scoring, shared by both judges -----------------------------------------------------------
 
-def level_from_checks(criterion: Criterion, answers: dict[str, str]) -> int:
+def level_from_checks(criterion: Criterion, answers: Mapping[str, Answer]) -> int:
     """Level implied by the checks: present-checks set it, absent-checks (e.g. no blame) cap it."""
     present = [c for c in criterion.checks if c.expect == "present"]
     absent = [c for c in criterion.checks if c.expect == "absent"]
@@ -187,12 +188,13 @@ class OfflineJudge:
 
     def _criterion(self, criterion: Criterion, turns: list[list[Any]], scenario: Scenario | None,
                    transcript: Transcript) -> CriterionGrade:
-        answers: dict[str, str] = {}
+        answers: dict[str, Answer] = {}
         evidence: list[str] = []
         notes: list[str] = []
         for check in criterion.checks:
             hits = [s.text for sentences in turns for s in sentences if set(s.moves) & set(check.moves)]
             n_turns = sum(1 for sentences in turns if any(set(s.moves) & set(check.moves) for s in sentences))
+            answer: Answer
             if check.expect == "present":
                 answer = "yes" if n_turns >= check.min_count else "partial" if n_turns else "no"
                 evidence.extend(hits[:2])
@@ -213,7 +215,7 @@ class OfflineJudge:
         if level <= 2:
             rationale += f" Tip: {criterion.tip}"
         return CriterionGrade(criterion_id=criterion.id, level=level,
-                              checks=[CheckResult(id=k, answer=v) for k, v in answers.items()],  # type: ignore[arg-type]
+                              checks=[CheckResult(id=k, answer=v) for k, v in answers.items()],
                               evidence=list(dict.fromkeys(evidence))[:3], rationale=rationale,
                               better_alternative=better)
 
@@ -383,7 +385,7 @@ class LLMJudge:
             return CriterionGrade(criterion_id=criterion.id, level=1, checks=[], evidence=[], supported=False,
                                   rationale="The judge gave no grade for this criterion; a facilitator must grade it.",
                                   better_alternative=pick_alternative(criterion, scenario, transcript))
-        answers = {ch.id: "no" for ch in criterion.checks}
+        answers: dict[str, Answer] = {ch.id: "no" for ch in criterion.checks}
         answers.update({jc.id: jc.answer for jc in judged.checks if jc.id in answers})
         evidence = [q for q in judged.evidence if quote_is_verbatim(q, transcript)]
         implied = level_from_checks(criterion, answers)
@@ -397,7 +399,7 @@ class LLMJudge:
                           "words even after a re-ask: unsupported, held at level 1 until a facilitator confirms.)")
             level = 1
         return CriterionGrade(criterion_id=criterion.id, level=level,
-                              checks=[CheckResult(id=k, answer=v) for k, v in answers.items()],  # type: ignore[arg-type]
+                              checks=[CheckResult(id=k, answer=v) for k, v in answers.items()],
                               evidence=evidence, rationale=rationale, supported=supported,
                               better_alternative=judged.better_alternative.strip()
                               or pick_alternative(criterion, scenario, transcript))

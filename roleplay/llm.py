@@ -18,7 +18,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -53,6 +53,12 @@ Message = Mapping[str, str]
 
 StructuredMode = Literal["json_schema", "json_object", "prompt"]
 STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
+
+
+def _is_structured_mode(value: str) -> TypeGuard[StructuredMode]:
+    return value in STRUCTURED_MODES
+
+
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 NO_KEY = "not-needed"
 EMBED_BATCH = 128
@@ -229,7 +235,7 @@ class OpenAIChatModel(ChatModel):
         Raises:
             ConfigError: Neither a key nor a base URL is given, or an option is invalid.
         """
-        if structured_mode not in STRUCTURED_MODES:
+        if not _is_structured_mode(structured_mode):
             raise ConfigError(
                 f"ROLEPLAY_STRUCTURED_MODE={structured_mode!r} is not valid; use json_schema, json_object or prompt"
             )
@@ -246,7 +252,7 @@ class OpenAIChatModel(ChatModel):
         self.retry = RetryPolicy(max_retries=int(max_retries), backoff_base=float(backoff_base),
                                  backoff_max=float(backoff_max), retry_after_max=float(retry_after_max))
         self.api_version = api_version
-        self.structured_mode: StructuredMode = structured_mode  # type: ignore[assignment]
+        self.structured_mode: StructuredMode = structured_mode
         self.embedding_model = embedding_model
         self.stream_usage = stream_usage
         key = api_key or NO_KEY
@@ -479,7 +485,7 @@ class OpenAIChatModel(ChatModel):
         if self.stream_usage:
             try:
                 return self._client.chat.completions.create(
-                    model=self.model, messages=messages, stream=True,  # type: ignore[arg-type]
+                    model=self.model, messages=messages, stream=True,
                     stream_options={"include_usage": True}, **params,
                 )
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:

@@ -11,6 +11,7 @@ import gradio as gr
 
 from roleplay.errors import RoleplayError
 from roleplay.grader import grade_session, transcript_of_session
+from roleplay.models import Person, PracticeSession
 from roleplay.practice import check_owner, engine_notice, start_practice
 from roleplay.scenario import LEVELS, SPRINTS
 from roleplay.ui import render
@@ -45,7 +46,7 @@ def briefing_md(scenario_id: str | None) -> str:
             f"{s.briefing.strip()}\n\n**Your objectives**\n{objectives}")
 
 
-def _own_session(session_id: str | None, person: Any) -> Any:
+def _own_session(session_id: str | None, person: Person) -> PracticeSession:
     if not session_id:
         raise gr.Error("Start a session first.", print_exception=False)
     check_owner(store(), session_id, person.username)
@@ -173,10 +174,10 @@ def start(scenario_id: str | None, level: str, request: gr.Request) -> tuple[Any
 def send(message: str, chat: Messages, session_id: str | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
     """Send the learner's line and stream the persona's reply."""
     person = require(request, PAGE, *ROLES)
-    _own_session(session_id, person)
+    sess = _own_session(session_id, person)
     if not (message or "").strip():
         raise gr.Error("Type what you want to say first.", print_exception=False)
-    run = ctx().run(session_id)  # type: ignore[arg-type]
+    run = ctx().run(sess.id)
     chat = [*(chat or []), {"role": "user", "content": message.strip()}, {"role": "assistant", "content": "…"}]
     yield chat, "", _status(run), gr.update()
     for text in run.respond(message):

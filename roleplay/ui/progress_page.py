@@ -149,7 +149,7 @@ def assess(q0: str | None, q1: str | None, q2: str | None, q3: str | None, q4: s
     missing = [str(i + 1) for i, a in enumerate(given) if not a]
     if missing:
         raise gr.Error(f"Answer every question first (missing: {', '.join(missing)}).", print_exception=False)
-    level = svc.pre_assessment(person.username, {q.id: a for q, a in zip(questions, given)})  # type: ignore[misc]
+    level = svc.pre_assessment(person.username, {q.id: a for q, a in zip(questions, given) if a})
     gr.Info(f"Your starting level is {level}.")
     return certification_outputs(person.username)
 

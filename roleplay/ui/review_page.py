@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from roleplay.grader import transcript_of_session
+from roleplay.models import ReviewStatus
 from roleplay.review import CriterionEdit
 from roleplay.ui import render
 from roleplay.ui.common import ctx, gate, handler, page_frame, require, store
@@ -17,10 +18,15 @@ STATUSES = ("pending", "approved", "rejected", "all")
 HEADERS = ["Review", "Learner", "Scenario", "Level", "AI overall", "Status", "Graded"]
 
 
+def _picked(value: int | str | None) -> int | None:
+    """A number picked in a dropdown or radio (None when nothing is picked)."""
+    return None if value is None or value == "" else int(value)
+
+
 def _queue(status: str | None, keep: int | None = None) -> tuple[list[list[Any]], list[tuple[str, int]]]:
     """Queue rows and dropdown choices (`keep` stays choosable even when it left this status)."""
     svc = ctx().reviews
-    views = svc.queue(None if status in (None, "all") else status)  # type: ignore[arg-type]
+    views = svc.queue(None if status is None or status == "all" else ReviewStatus(status))
     if keep is not None and all(v.review_id != keep for v in views):
         extra = svc.get(keep)
     else:
@@ -89,64 +95,68 @@ def load_queue(status: str, request: gr.Request) -> tuple[Any, ...]:
 
 
 @handler
-def open_review(review_id: int | None, request: gr.Request) -> tuple[Any, ...]:
+def open_review(review_id: int | str | None, request: gr.Request) -> tuple[Any, ...]:
     """Transcript and grade of one review, evidence highlighted, with its history."""
     require(request, PAGE, *ROLES)
-    if review_id in (None, ""):
+    picked = _picked(review_id)
+    if picked is None:
         return EMPTY_VIEW
-    return _view_outputs(int(review_id))  # type: ignore[arg-type]
+    return _view_outputs(picked)
 
 
 @handler
-def pick_criterion(review_id: int | None, criterion_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+def pick_criterion(review_id: int | str | None, criterion_id: str | None, request: gr.Request) -> tuple[Any, ...]:
     """Prefill the edit form with a criterion's current level, feedback and better line."""
     require(request, PAGE, *ROLES)
-    if review_id in (None, "") or not criterion_id:
+    picked = _picked(review_id)
+    if picked is None or not criterion_id:
         return gr.update(value=None), "", ""
-    c = ctx().reviews.get(int(review_id)).current.criterion(criterion_id)  # type: ignore[arg-type]
+    c = ctx().reviews.get(picked).current.criterion(criterion_id)
     return gr.update(value=c.level), c.rationale, c.better_alternative
 
 
 @handler
-def save_edit(review_id: int | None, version: int | None, criterion_id: str | None, level: int | None,
+def save_edit(review_id: int | str | None, version: int | None, criterion_id: str | None, level: int | str | None,
               feedback: str, better: str, reason: str, status: str, request: gr.Request) -> tuple[Any, ...]:
     """Change one criterion (only what differs), with a reason; refused if someone else changed it meanwhile."""
     person = require(request, PAGE, *ROLES)
-    if review_id in (None, ""):
+    picked = _picked(review_id)
+    if picked is None:
         raise gr.Error("Pick a review first.", print_exception=False)
     if not criterion_id:
         raise gr.Error("Pick the criterion to change.", print_exception=False)
     svc = ctx().reviews
-    current = svc.get(int(review_id)).current.criterion(criterion_id)  # type: ignore[arg-type]
+    current = svc.get(picked).current.criterion(criterion_id)
+    new_level = _picked(level)
     edit = CriterionEdit(
         criterion_id=criterion_id,
-        level=int(level) if level not in (None, "") and int(level) != current.level else None,  # type: ignore[arg-type]
+        level=new_level if new_level is not None and new_level != current.level else None,
         feedback=feedback.strip() if feedback and feedback.strip() != current.rationale else None,
         better_alternative=better.strip() if better and better.strip() != current.better_alternative else None,
     )
     if edit.level is None and edit.feedback is None and edit.better_alternative is None:
         raise gr.Error("Nothing changed: set a different level, feedback or better line first.", print_exception=False)
-    svc.edit(int(review_id), person.username, [edit], reason, expected_version=version)  # type: ignore[arg-type]
+    svc.edit(picked, person.username, [edit], reason, expected_version=version)
     gr.Info("Edit saved to the review's history.")
-    rows, choices = _queue(status, keep=int(review_id))  # type: ignore[arg-type]
-    return (*_view_outputs(int(review_id)), "", rows, gr.update(choices=choices))  # type: ignore[arg-type]
+    rows, choices = _queue(status, keep=picked)
+    return (*_view_outputs(picked), "", rows, gr.update(choices=choices))
 
 
-def _decide(action: str, review_id: int | None, version: int | None, comment: str, status: str,
+def _decide(action: str, review_id: int | str | None, version: int | None, comment: str, status: str,
             request: gr.Request) -> tuple[Any, ...]:
     person = require(request, PAGE, *ROLES)
-    if review_id in (None, ""):
+    picked = _picked(review_id)
+    if picked is None:
         raise gr.Error("Pick a review first.", print_exception=False)
     svc = ctx().reviews
     if action == "approve":
-        svc.approve(int(review_id), person.username, (comment or "").strip() or None,  # type: ignore[arg-type]
-                    expected_version=version)
+        svc.approve(picked, person.username, (comment or "").strip() or None, expected_version=version)
         gr.Info("Approved: the learner can now see this feedback.")
     else:
-        svc.reject(int(review_id), person.username, comment, expected_version=version)  # type: ignore[arg-type]
+        svc.reject(picked, person.username, comment, expected_version=version)
         gr.Info("Rejected: the learner sees your reason.")
-    rows, choices = _queue(status, keep=int(review_id))  # type: ignore[arg-type]
-    return (*_view_outputs(int(review_id)), "", rows, gr.update(choices=choices))  # type: ignore[arg-type]
+    rows, choices = _queue(status, keep=picked)
+    return (*_view_outputs(picked), "", rows, gr.update(choices=choices))
 
 
 @handler
