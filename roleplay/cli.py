@@ -100,8 +100,8 @@ def people_list() -> None:
 @click.option("--level", type=click.Choice(["novice", "intermediate", "expert"]), default="intermediate", show_default=True)
 @click.option("--offline", is_flag=True, help="Use the offline scripted persona even if an endpoint is configured.")
 @click.option("--user", "username", default=None, help="Learner username (default: your login name).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the offline persona.")
-def practice(scenario_id: str, level: str, offline: bool, username: str | None, seed: int) -> None:
+@click.option("--seed", type=int, default=None, help="Seed for the offline persona (default: a fresh one, stored).")
+def practice(scenario_id: str, level: str, offline: bool, username: str | None, seed: int | None) -> None:
     """Practise a scenario in the terminal; every turn is stored. Type /end to finish."""
     import getpass
 
@@ -111,7 +111,8 @@ def practice(scenario_id: str, level: str, offline: bool, username: str | None, 
     app = app_context()
     voice = app.voice(offline)
     run = start_practice(app.store, username or getpass.getuser(), scenario, level, voice, seed=seed,
-                         model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output))
+                         model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output),
+                         reader=app.reader(offline))
     click.echo(f"# {scenario.title} ({level})\n{engine_notice(voice, app.settings)}\n")
     click.echo(scenario.briefing.strip() + "\n")
     click.echo("Objectives:\n" + "\n".join(f"  - {o}" for o in scenario.objectives) + "\n")

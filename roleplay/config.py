@@ -33,15 +33,7 @@ def content_dir(name: str) -> Path:
 
 
 class Engine(StrEnum):
-    """Which engine plays personas and grades."""
-
-    AUTO = "auto"
-    LLM = "llm"
-    OFFLINE = "offline"
-
-
-class ReaderKind(StrEnum):
-    """Which turn reader reads learner turns."""
+    """Which engine plays personas, reads turns and grades."""
 
     AUTO = "auto"
     LLM = "llm"
@@ -85,7 +77,7 @@ class Settings(BaseSettings):
     api_version: str | None = Field(default=None, description="Azure OpenAI API version.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per model call.")
     max_retries: int = Field(default=3, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
-    reader: ReaderKind = Field(default=ReaderKind.AUTO,
+    reader: Engine = Field(default=Engine.AUTO,
                                description="Turn reader: auto (the LLM reader when a model is used), llm or offline.")
     structured_mode: StructuredMode = Field(default=StructuredMode.JSON_SCHEMA, description="How JSON is asked for.")
     price_input: float | None = Field(default=None, ge=0, description="Price per million input tokens.")
@@ -120,9 +112,9 @@ class Settings(BaseSettings):
     @property
     def use_llm_reader(self) -> bool:
         """Whether learner turns are read by the model (falling back to the offline reader)."""
-        if self.reader is ReaderKind.OFFLINE:
+        if self.reader is Engine.OFFLINE:
             return False
-        return self.reader is ReaderKind.LLM or self.use_llm
+        return self.reader is Engine.LLM or self.use_llm
 
     @property
     def use_llm(self) -> bool:

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from roleplay.scenario import Scenario
 
 HEAD_PATH = Path(__file__).resolve().parent / "data" / "reader_head.npz"
+NEGATIVE = ("blame", "threat", "dismissive")
+NEGATIVE_THRESHOLD = 0.8  # presence needed for a second, negative move
+NEGATIVE_MAIN_MIN = 0.4  # probability needed for a negative main move
 
 
 class Encoder(Protocol):
@@ -150,11 +153,17 @@ def moves_from_probabilities(primary: np.ndarray, present: np.ndarray, labels: S
     """The moves of one sentence: the main move, plus others the presence layer is sure of; and the main probability."""
     order = sorted(range(len(labels)), key=lambda i: -float(primary[i]))
     top = order[0]
+    if labels[top] in NEGATIVE and float(primary[top]) < NEGATIVE_MAIN_MIN:
+        # unsure whether it counts against the learner: read it as the best reading that does not
+        top = next((i for i in order[1:] if labels[i] not in NEGATIVE), top)
     moves = [labels[top]]
     for i in sorted(range(len(labels)), key=lambda i: -float(present[i])):
         if len(moves) >= max_moves:
             break
-        if i != top and float(present[i]) >= threshold and labels[i] not in ("other", "off_topic"):
+        if i == top or labels[i] in ("other", "off_topic"):
+            continue
+        # a second reading that would count against the learner needs more certainty than one that would not
+        if float(present[i]) >= (NEGATIVE_THRESHOLD if labels[i] in NEGATIVE else threshold):
             moves.append(labels[i])
     if moves[0] in ("other", "off_topic") and len(moves) > 1 and float(primary[top]) < 0.6:
         moves = moves[1:]

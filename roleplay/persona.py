@@ -68,6 +68,7 @@ class PersonaState(BaseModel):
     threats: int = Field(default=0, description="Learner turns that threatened.")
     off_topic_turns: int = Field(default=0, description="Learner turns that were off topic.")
     cold_turns: int = Field(default=0, description="Consecutive learner turns with trust at 0.")
+    foreign_turns: int = Field(default=0, description="Consecutive learner turns in another language than the scenario's.")
     revealed: list[Reveal] = Field(default_factory=list, description="Hidden facts revealed so far.")
     last_moves: list[str] = Field(default_factory=list, description="Moves of the last learner turn.")
     readings: list[dict[str, Any]] = Field(default_factory=list, description="The reading of each learner turn (compact).")
@@ -223,10 +224,15 @@ class Conversation:
         st.threats += "threat" in moves
         st.off_topic_turns += move == "off_topic"
         if reading.language != scn.language:
-            # the persona cannot follow: nothing the turn says moves trust or earns anything
+            # the persona cannot follow: nothing the turn says moves trust or earns anything, and after a few
+            # such turns in a row the meeting ends
             st.trust_history.append(st.trust)
+            st.foreign_turns += 1
+            if st.foreign_turns > len(scn.script.other_language):
+                return Directive(kind="timeout", move=move, line=scn.end.timeout_line)
             return self._or_timeout(Directive(kind="language", move=move,
                                               line=self._rotate("language", scn.script.other_language)))
+        st.foreign_turns = 0
         self._move_trust(reading)
 
         end = scn.end

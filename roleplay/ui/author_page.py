@@ -104,7 +104,7 @@ def preview_start(text: str, file_name: str, level: str, request: gr.Request) ->
     if scenario is None:
         raise gr.Error(f"Fix the {len(errors)} problem(s) before previewing.", print_exception=False)
     voice = ctx().voice()
-    conv = Conversation(scenario, level or "intermediate", voice)
+    conv = Conversation(scenario, level or "intermediate", voice, reader=ctx().reader(offline=voice.name == "offline"))
     return [{"role": "assistant", "content": conv.open()}], conv, engine_notice(voice, ctx().settings), gr.update(interactive=True)
 
 
