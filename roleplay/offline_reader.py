@@ -242,8 +242,9 @@ class OfflineReader:
             # its puzzled replies to nonsense would otherwise make the next piece of nonsense look on topic
             topic_sim = max(scenario_sim, float((said @ v).max())) if said is not None else scenario_sim
             on_topic = _unit(topic_sim, self.topic_low, self.topic_high)
-            if (moves[0] != "off_topic" and topic is not None and scenario_sim < self.topic_floor
-                    and float(primary[i][self._off]) >= 0.15):
+            far = scenario_sim < self.topic_floor and float(primary[i][self._off]) >= 0.15
+            farther = scenario_sim < self.topic_low and len(s.split()) > 3  # nearer off-topic than on-topic talk
+            if moves[0] != "off_topic" and topic is not None and (far or farther):
                 # further from the scenario than almost any on-topic sentence, and the head has doubts
                 moves = ["off_topic"]
             readings.append(SentenceReading(text=s, moves=moves, confidence=round(conf, 4),

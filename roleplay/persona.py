@@ -30,6 +30,9 @@ _LOSS = {"low": 0.5, "medium": 1.0, "high": 1.0}
 _PUSHBACK = {"low": 0.0, "medium": 0.2, "high": 0.4}
 _LISTENING = ("reflection", "summary", "empathy")
 _ASKING = ("open_question",)
+_NEGATIVE = ("blame", "threat", "dismissive")
+# Turns of asking and listening a persona needs before a secret comes out, by resistance.
+_RAPPORT = {"low": 2, "medium": 2, "high": 3}
 
 
 class Reveal(BaseModel):
@@ -68,6 +71,8 @@ class PersonaState(BaseModel):
     threats: int = Field(default=0, description="Learner turns that threatened.")
     off_topic_turns: int = Field(default=0, description="Learner turns that were off topic.")
     cold_turns: int = Field(default=0, description="Consecutive learner turns with trust at 0.")
+    rapport: int = Field(default=0, description="Relevant learner turns that asked or listened, with nothing against the persona.")
+    last_negative_turn: int = Field(default=0, description="Last learner turn that blamed, threatened or dismissed (0: none).")
     foreign_turns: int = Field(default=0, description="Consecutive learner turns in another language than the scenario's.")
     revealed: list[Reveal] = Field(default_factory=list, description="Hidden facts revealed so far.")
     last_moves: list[str] = Field(default_factory=list, description="Moves of the last learner turn.")
@@ -223,6 +228,11 @@ class Conversation:
         st.blames += "blame" in moves
         st.threats += "threat" in moves
         st.off_topic_turns += move == "off_topic"
+        if reading.has(*_NEGATIVE):
+            st.last_negative_turn = st.learner_turns
+        elif (reading.relevant and (reading.engages or reading.on_topic >= 0.5)
+              and reading.has(*_ASKING, *_LISTENING, "affirmation")):
+            st.rapport += 1  # asked or listened about this conversation, not just anything
         if reading.language != scn.language:
             # the persona cannot follow: nothing the turn says moves trust or earns anything, and after a few
             # such turns in a row the meeting ends
@@ -284,9 +294,14 @@ class Conversation:
         return max(0, min(TRUST_MAX, fact.reveal_when.min_trust + self.level.reveal_trust_offset))
 
     def _fact_to_reveal(self, reading: Reading) -> HiddenFact | None:
-        """A fact comes out only for a relevant question, or a reflection that takes up what was said."""
+        """A fact comes out only for a relevant question, or a reflection that takes up what was said, once the
+        learner has asked and listened for a few turns and not just blamed, threatened or dismissed."""
         st = self.state
-        if not reading.relevant or reading.has("blame", "threat", "dismissive", "off_topic"):
+        if not reading.relevant or reading.has(*_NEGATIVE, "off_topic"):
+            return None
+        if st.rapport < _RAPPORT[self.level.resistance]:
+            return None
+        if st.last_negative_turn and st.learner_turns - st.last_negative_turn < 2:
             return None
         for fact in self.scenario.hidden_facts:
             cond = fact.reveal_when
