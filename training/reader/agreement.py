@@ -22,13 +22,14 @@ from training.reader.train_head import load_corpus  # noqa: E402
 
 def main() -> None:
     corpus = {r["text"]: r for r in load_corpus()}
-    second = [json.loads(x) for x in (HERE / "review" / "second-reader.jsonl").read_text().splitlines() if x.strip()]
+    files = sorted((HERE / "review").glob("second-reader*.jsonl"))
+    second = [json.loads(x) for f in files for x in f.read_text().splitlines() if x.strip()]
     pairs = [(corpus[s["text"]]["moves"], s["moves"], s["text"]) for s in second if s["text"] in corpus]
     first_main = [a[0] for a, _, _ in pairs]
     second_main = [b[0] for _, b, _ in pairs]
     exact = sum(a == b for a, b in zip(first_main, second_main, strict=True)) / len(pairs)
     overlap = sum(bool(set(a) & set(b)) for a, b, _ in pairs) / len(pairs)
-    print(f"sample: {len(pairs)} sentences")
+    print(f"sample: {len(pairs)} sentences from {len(files)} blind relabelling rounds")
     print(f"main move: agreement {exact:.3f}, Cohen's kappa {cohen_kappa(first_main, second_main):.3f}")
     print(f"any shared move: {overlap:.3f}")
     confusions = Counter((a[0], b[0]) for a, b, _ in pairs if a[0] != b[0])
