@@ -94,13 +94,16 @@ def parse_yaml(text: str, path: str = "<text>") -> YamlDocument:
                 "the top level is a list or a single value; write the file as `key: value` lines (id:, title:, ...)",
             )
         lines: dict[PathKey, int] = {(): node.start_mark.line + 1}
-        _walk(node, (), lines, path)
+        _walk(node, (), lines, path, [0])
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         line, problem = _syntax_problem(exc, text)
         raise ScenarioError(path, line, "", f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(path, None, "", f"YAML error: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(path, None, "", f"nested more than {MAX_DEPTH} levels deep; a scenario or rubric needs "
+                            "a handful of levels, so flatten the structure") from None
     finally:
         loader.dispose()
     return YamlDocument(path=path, data=data, lines=lines)
@@ -171,7 +174,22 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str = "") -> tuple[int | No
     return line, f"{problem}; check indentation, colons and quotes"
 
 
-def _walk(node: yaml.Node, loc: PathKey, lines: dict[PathKey, int], path: str) -> None:
+MAX_NODES = 20_000
+MAX_DEPTH = 40
+
+
+def _walk(node: yaml.Node, loc: PathKey, lines: dict[PathKey, int], path: str, count: list[int]) -> None:
+    """Record the line of every key and item; refuse duplicate keys, and documents that aliases (`*name`)
+    expand past MAX_NODES values or that nest past MAX_DEPTH, before anything is built from them."""
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise ScenarioError(path, node.start_mark.line + 1, format_field(loc),
+                            f"the file expands to more than {MAX_NODES:,} values (YAML anchors and aliases, &name and "
+                            "*name, repeat content); write the values out instead of referring to them")
+    if len(loc) > MAX_DEPTH:
+        raise ScenarioError(path, node.start_mark.line + 1, format_field(loc),
+                            f"nested more than {MAX_DEPTH} levels deep; a scenario or rubric needs a handful of "
+                            "levels, so flatten the structure")
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -184,11 +202,11 @@ def _walk(node: yaml.Node, loc: PathKey, lines: dict[PathKey, int], path: str) -
                 )
             seen[key] = line
             lines[loc + (key,)] = line
-            _walk(value_node, loc + (key,), lines, path)
+            _walk(value_node, loc + (key,), lines, path, count)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[loc + (i,)] = item.start_mark.line + 1
-            _walk(item, loc + (i,), lines, path)
+            _walk(item, loc + (i,), lines, path, count)
 
 
 def load_document(path: str | Path) -> YamlDocument:

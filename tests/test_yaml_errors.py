@@ -177,3 +177,43 @@ def test_shipped_scenarios_and_rubrics_load_cleanly() -> None:
     assert "coaching-conversation" in catalog.rubrics
     assert load_scenario(ROOT / "scenarios" / "missed-deadlines.yaml").rubric == "coaching-conversation"
     assert load_rubric(ROOT / "rubrics" / "coaching-conversation.yaml").id == "coaching-conversation"
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ["id: bomb", "a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(levels):
+        prev, name = chr(97 + i), chr(98 + i)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_with_one_line_instead_of_hanging(tmp_path: Path) -> None:
+    from roleplay.errors import ScenarioError
+    from roleplay.scenario import load_scenario
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())  # about 400 bytes that would expand to 9**10 values
+    assert path.stat().st_size < 1500
+    with pytest.raises(ScenarioError, match=r"bomb\.yaml:\d+: .*expands to more than 20,000 values"):
+        load_scenario(path)
+
+
+def test_deep_nesting_is_refused_with_the_file_named(tmp_path: Path) -> None:
+    from roleplay.errors import ScenarioError
+    from roleplay.scenario import load_scenario
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("id: deep\nbriefing: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(ScenarioError, match=r"deep\.yaml.*nested more than 40 levels"):
+        load_scenario(path)
+
+
+def test_roleplay_validate_reports_a_bomb_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from roleplay.cli import main
+
+    (tmp_path / "bomb.yaml").write_text(_alias_bomb())
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "bomb.yaml")])
+    assert result.exit_code != 0
+    assert "expands to more than 20,000 values" in result.output and "Traceback" not in result.output
