@@ -215,7 +215,13 @@ def find_sides(text: str, ctx: ReadContext) -> dict[str, int]:
     return sides
 
 
-_STOP = set(["about", "after", "again", "their", "there", "these", "those", "would", "could", "should", "which", "while", "where", "because", "before", "being", "other", "every", "really", "thing", "things", "going", "doing", "since", "still", "from", "with", "that", "this", "have", "been", "were", "into"])
+_STOP = set(
+    "about after again their there these those would could should which while where because before being other "
+    "every really thing things going doing since still from with that this have been were into month months week "
+    "weeks year years today right they them read time times said told tell know meant make take need want good "
+    "work much more most some only just then than when what will your also back last next first over like well "
+    "even here people someone something anyone always never".split()
+)
 
 
 def content_words(text: str) -> set[str]:
