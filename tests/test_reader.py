@@ -207,3 +207,14 @@ def test_llm_reader_falls_back_to_the_offline_reader_and_the_session_records_it(
     assert c.state.reader_fallbacks == 1
     assert c.state.readings[-1]["reader"].startswith("offline (llm failed")
     assert "open_question" in c.state.last_moves
+
+
+def test_an_edited_scenario_is_read_against_its_new_text() -> None:
+    scn = catalog().scenario("missed-deadlines")
+    reader = offline_reader()
+    line = "How is the greenhouse irrigation rota working out for the tomato beds?"
+    before = reader.read(line, ReadContext(scenario=scn, persona_lines=[]))
+    edited = scn.model_copy(update={"briefing": "Sam runs the greenhouse irrigation rota for the tomato beds and it "
+                                                "has been slipping for weeks."})
+    after = reader.read(line, ReadContext(scenario=edited, persona_lines=[]))
+    assert after.on_topic > before.on_topic
