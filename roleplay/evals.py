@@ -34,7 +34,7 @@ def run_gold(judge: Judge, gold: list[GoldTranscript], catalog: Catalog, progres
             human, ai = pairs.setdefault(f"{grade.rubric_id}/{cg.criterion_id}", ([], []))
             human.append(g.scores[cg.criterion_id])
             ai.append(cg.level)
-        rows.append({"id": g.id, "scenario": g.scenario, "quality": g.quality, "overall": grade.overall,
+        rows.append({"id": g.id, "scenario": g.scenario, "quality": g.quality, "split": g.split, "rubric": grade.rubric_id, "overall": grade.overall,
                      "passed": grade.passed,
                      "levels": {c.criterion_id: [g.scores[c.criterion_id], c.level] for c in grade.criteria}})
         if progress:
@@ -46,8 +46,42 @@ def run_gold(judge: Judge, gold: list[GoldTranscript], catalog: Catalog, progres
         "scenarios": sorted({g.scenario for g in gold}),
         "per_criterion": {cid: agreement(h, a).model_dump() for cid, (h, a) in sorted(pairs.items())},
         "all_criteria": agreement(all_h, all_a).model_dump(),
+        "by_split": {split: _split_agreement([r for r in rows if r["split"] == split]) for split in ("dev", "test")},
+        "human_human": human_agreement(gold, catalog),
         "transcripts": rows,
     }
+
+
+def _split_agreement(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Agreement per criterion and over all criteria, for the rows of one split."""
+    if not rows:
+        return None
+    per: dict[str, tuple[list[int], list[int]]] = {}
+    for r in rows:
+        for cid, (h, a) in r["levels"].items():
+            key = f"{r['rubric']}/{cid}"
+            per.setdefault(key, ([], []))[0].append(h)
+            per[key][1].append(a)
+    return {"n_transcripts": len(rows),
+            "per_criterion": {cid: agreement(h, a).model_dump() for cid, (h, a) in sorted(per.items())},
+            "all_criteria": agreement([x for h, _ in per.values() for x in h], [x for _, a in per.values() for x in a]).model_dump()}
+
+
+def human_agreement(gold: list[GoldTranscript], catalog: Catalog) -> dict[str, Any]:
+    """Agreement between the two independent hand scores, where a transcript has both (the baseline for a judge)."""
+    twice = [g for g in gold if g.second_scores]
+    per: dict[str, tuple[list[int], list[int]]] = {}
+    for g in twice:
+        rubric = catalog.rubric_for(catalog.scenario(g.scenario))
+        for cid in rubric.criterion_ids:
+            first, second = per.setdefault(f"{rubric.id}/{cid}", ([], []))
+            first.append(g.scores[cid])
+            second.append((g.second_scores or {})[cid])
+    all_1 = [x for a, _ in per.values() for x in a]
+    all_2 = [x for _, b in per.values() for x in b]
+    return {"n_transcripts": len(twice),
+            "per_criterion": {cid: agreement(a, b).model_dump() for cid, (a, b) in sorted(per.items())},
+            "all_criteria": agreement(all_1, all_2).model_dump() if all_1 else None}
 
 
 ANNOMI_BEHAVIOUR = ("reflection", "question", "therapist_input", "other")
@@ -103,6 +137,15 @@ def run_annomi(judge: Judge, items: list[AnnoMITranscript], catalog: Catalog, ru
                progress: Progress | None = None) -> dict[str, Any]:
     """Grade every AnnoMI transcript with a rubric; AUROC for expert high vs low; move agreement with the codes."""
     rubric = catalog.rubric(rubric_id)
+    reader = getattr(judge, "reader", None)  # the moves the judge decided on, when it reads turns
+
+    def moves_of(text: str) -> tuple[str, ...]:
+        if reader is None:
+            return classify(text)
+        from roleplay.reader import ReadContext
+
+        return tuple(reader.read(text, ReadContext(scenario=None)).moves)
+
     scores, high, passed = [], [], []
     gold_codes: list[str] = []
     our_codes: list[str] = []
@@ -113,7 +156,7 @@ def run_annomi(judge: Judge, items: list[AnnoMITranscript], catalog: Catalog, ru
         passed.append(grade.overall >= rubric.pass_threshold)
         for turn, code in zip(item.transcript.learner_turns, item.behaviours):
             gold_codes.append(code)
-            our_codes.append(annomi_label(classify(turn.text)))
+            our_codes.append(annomi_label(moves_of(turn.text)))
         if progress:
             progress(i, len(items), item.id)
     labels = list(ANNOMI_BEHAVIOUR)
@@ -192,6 +235,23 @@ def gold_markdown(res: dict[str, Any], judge: str) -> str:
               "| human \\ AI | 1 | 2 | 3 | 4 |", "|---|---|---|---|---|"]
     for i, row in enumerate(a["confusion"], 1):
         lines.append(f"| {i} | " + " | ".join(str(x) for x in row) + " |")
+    for split, part in (res.get("by_split") or {}).items():
+        if part:
+            b = part["all_criteria"]
+            what = ("looked at while the offline judge was built" if split == "dev" else "held out, measured only")
+            lines += ["", f"## {split} split ({part['n_transcripts']} transcripts, {what})", "",
+                      "| criterion | n | QWK | exact | adjacent |", "|---|---|---|---|---|"]
+            lines += [f"| {cid} | {x['n']} | {_f(x['qwk'])} | {_f(x['exact'])} | {_f(x['adjacent'])} |"
+                      for cid, x in part["per_criterion"].items()]
+            lines.append(f"| **all** | {b['n']} | {_f(b['qwk'])} | {_f(b['exact'])} | {_f(b['adjacent'])} |")
+    hh = res.get("human_human") or {}
+    if hh.get("all_criteria"):
+        b = hh["all_criteria"]
+        lines += ["", f"## Human-human baseline ({hh['n_transcripts']} transcripts scored twice, independently)", "",
+                  "| criterion | n | QWK | exact | adjacent |", "|---|---|---|---|---|"]
+        for cid, x in hh["per_criterion"].items():
+            lines.append(f"| {cid} | {x['n']} | {_f(x['qwk'])} | {_f(x['exact'])} | {_f(x['adjacent'])} |")
+        lines.append(f"| **all** | {b['n']} | {_f(b['qwk'])} | {_f(b['exact'])} | {_f(b['adjacent'])} |")
     return "\n".join(lines) + "\n"
 
 

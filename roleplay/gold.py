@@ -24,15 +24,19 @@ class GoldTranscript(BaseModel):
     id: str = Field(description="Unique id of the gold transcript.")
     scenario: str = Field(description="Scenario id; its rubric is the one scored.")
     quality: Literal["poor", "fair", "good", "excellent"] = Field(description="Overall impression of the writer.")
+    split: Literal["dev", "test"] = Field(default="test", description="'dev': looked at while the offline judge was "
+                                          "built; 'test': held out, measured only.")
     notes: str = Field(default="", description="Why it was scored this way.")
     turns: list[dict[Literal["learner", "persona"], str]] = Field(
         min_length=2, description="Turns in order, each `learner: text` or `persona: text`.")
-    scores: dict[str, int] = Field(description="Hand-scored level 1-4 per criterion id.")
+    scores: dict[str, int] = Field(description="Hand-scored level 1-4 per criterion id, from the level anchors alone.")
+    second_scores: dict[str, int] | None = Field(
+        default=None, description="A second, independent hand score per criterion id (human-human agreement).")
 
-    @field_validator("scores")
+    @field_validator("scores", "second_scores")
     @classmethod
-    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
-        for cid, lv in value.items():
+    def _levels(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        for cid, lv in (value or {}).items():
             if lv not in (1, 2, 3, 4):
                 raise ValueError(f"score of '{cid}' is {lv}; use a level from 1 to 4")
         return value
@@ -51,9 +55,10 @@ def load_gold(directory: Path, catalog: Catalog) -> list[GoldTranscript]:
         gold = validate_document(doc, GoldTranscript)
         scenario = catalog.scenario(gold.scenario)
         expected = set(catalog.rubric_for(scenario).criterion_ids)
-        if set(gold.scores) != expected:
-            raise EvalError(f"{path}: scores must cover exactly the criteria of rubric '{scenario.rubric}': "
-                            f"{', '.join(sorted(expected))}")
+        for name, scores in (("scores", gold.scores), ("second_scores", gold.second_scores)):
+            if scores is not None and set(scores) != expected:
+                raise EvalError(f"{path}: {name} must cover exactly the criteria of rubric '{scenario.rubric}': "
+                                f"{', '.join(sorted(expected))}")
         items.append(gold)
     if not items:
         raise EvalError(f"no gold transcripts (*.yaml) in {directory}")

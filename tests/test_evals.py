@@ -89,6 +89,7 @@ def test_gold_scores_must_cover_the_rubric(tmp_path: Path) -> None:
         load_gold(d, catalog())
 
 
+@pytest.mark.slow
 def test_one_command_writes_all_reports(tmp_path: Path) -> None:
     gold, csv_path, out = tmp_path / "gold", tmp_path / "a.csv", tmp_path / "reports"
     write_gold(gold)
@@ -96,8 +97,11 @@ def test_one_command_writes_all_reports(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["eval", "grader", "--offline", "--gold-dir", str(gold), "--annomi", str(csv_path),
                                        "--out", str(out)])
     assert result.exit_code == 0, result.stderr
-    assert {p.name for p in out.iterdir()} == {"gold-offline.json", "gold-offline.md", "annomi-offline.json",
-                                               "annomi-offline.md", "consistency-offline.json", "consistency-offline.md"}
+    assert {p.name for p in out.iterdir()} == {f"{name}.{ext}" for ext in ("json", "md") for name in (
+        "gold-offline", "annomi-offline", "consistency-offline", "robustness-offline", "injection")}
+    r = json.loads((out / "robustness-offline.json").read_text())
+    assert r["stock"]["n"] == 2 and r["paraphrase"]["n"] >= 10
+    assert json.loads((out / "injection.json").read_text())["test"]["detection_rate"] > 0.5
     g = json.loads((out / "gold-offline.json").read_text())
     assert set(g["per_criterion"]) == {f"coaching-conversation/{c}" for c in CRITERIA} and g["n_transcripts"] == 2
     assert "| coaching-conversation/empathy |" in (out / "gold-offline.md").read_text()

@@ -117,7 +117,11 @@ def grade_html(grade: Any, rubric: Any, ai_grade: Any = None, show_checks: bool 
         changed = ""
         if c.criterion_id in ai and ai[c.criterion_id] != c.level:
             changed = f'<span class="rp-changed">(AI level {ai[c.criterion_id]})</span>'
-        unsupported = "" if c.supported else ' <span class="rp-unsupported">evidence unverified</span>'
+        unsupported = "" if c.supported else ' <span class="rp-unsupported">needs facilitator: evidence not verified</span>'
+        if c.judge_level is not None and c.judge_level != c.level:
+            changed += f'<span class="rp-changed">(judge proposed {c.judge_level})</span>'
+        if c.sample_levels:
+            changed += f'<span class="rp-changed">(samples {", ".join(map(str, c.sample_levels))})</span>'
         quotes = "".join(f'<div class="rp-quote">“<mark>{esc(q)}</mark>”</div>' for q in c.evidence)
         if not quotes:
             quotes = '<div class="rp-quote">(no quote)</div>'
@@ -132,7 +136,7 @@ def grade_html(grade: Any, rubric: Any, ai_grade: Any = None, show_checks: bool 
             f'<div class="rp-better"><b>Better:</b> {esc(c.better_alternative)}</div></div>'
         )
     if getattr(grade, "flagged", None):
-        out.append('<div class="rp-crit"><b>Ignored (addressed the grader):</b> '
+        out.append('<div class="rp-crit"><b>Seems to address the grader (graded as usual; check it):</b> '
                    + "; ".join(esc(f) for f in grade.flagged) + "</div>")
     out.append("</div>")
     return "".join(out)
