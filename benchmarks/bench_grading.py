@@ -63,7 +63,7 @@ def transcript(scenario: Any, lines: list[str], seed: int = 0) -> Any:
 
 
 def run_single(stub: StubProcess, quick: bool = False) -> SectionResult:
-    from roleplay.grader import JudgeReply, LLMJudge, fence_transcript, render_rubric
+    from roleplay.llm_judge import JudgeReply, LLMJudge, fence_transcript, render_rubric
     from benchlib import catalog
     from roleplay.tokens import counter_for
 
@@ -109,6 +109,15 @@ def run_single(stub: StubProcess, quick: bool = False) -> SectionResult:
     res.line(f"one grade against a zero-latency stub: {ms(median(walls))} median (p95 {ms(pct(walls, 95))}); "
              f"judge work outside the model call {ms(median(outside))} (prompt, quote checks, scoring)")
     res.row("LLM calls to grade a 30-turn transcript", str(calls), "1", verdict(calls == 1))
+    sampled = LLMJudge(model, samples=3).grade(tr, rubric, scenario)
+    res.line(f"tokens per grade as the server reported: one call {grade.prompt_tokens} prompt + "
+             f"{grade.completion_tokens} completion; self-consistency with 3 samples "
+             f"(ROLEPLAY_JUDGE_SAMPLES=3) {sampled.calls} calls, {sampled.prompt_tokens} prompt + "
+             f"{sampled.completion_tokens} completion")
+    res.row("calls per grade, 1 sample vs 3 (self-consistency)", f"{grade.calls} vs {sampled.calls}",
+            "1 by default")
+    if grade.prompt_tokens and sampled.prompt_tokens:
+        res.row("prompt tokens per grade, 3 samples vs 1", f"{sampled.prompt_tokens / grade.prompt_tokens:.2f}x")
     res.row(f"judge prompt tokens vs transcript + rubric ({'exact' if exact == 'exact' else 'estimate'})",
             f"{prompt} vs {transcript_tokens} + {rubric_tokens} = {transcript_tokens + rubric_tokens} "
             f"({prompt / (transcript_tokens + rubric_tokens):.2f}x)")
@@ -116,7 +125,7 @@ def run_single(stub: StubProcess, quick: bool = False) -> SectionResult:
 
 
 def run_batch(stub: StubProcess, quick: bool = False) -> SectionResult:
-    from roleplay.grader import JudgeReply, LLMJudge
+    from roleplay.llm_judge import JudgeReply, LLMJudge
     from benchlib import catalog
 
     res = SectionResult("4", "Batch grading with bounded concurrency")

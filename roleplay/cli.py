@@ -10,7 +10,7 @@ import click
 
 from roleplay.cli_certify import certify, export
 from roleplay.cli_common import app_context, CliGroup
-from roleplay.cli_eval import eval_persona, eval_reader
+from roleplay.cli_eval import eval_grader, eval_persona, eval_reader
 from roleplay.errors import RoleplayError
 
 @click.group(cls=CliGroup)
@@ -72,9 +72,7 @@ def people_add(username: str, role: str, display_name: str | None, password: boo
 
     store = app_context().store
     secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
-    person = store.add_person(username, Role(role), display_name)
-    if secret:
-        store.set_password(username, secret)
+    person = store.add_person(username, Role(role), display_name, password=secret)
     click.echo(f"added {person.username} ({person.role})" + (" with a password" if secret else ""))
 
 
@@ -85,6 +83,26 @@ def people_password(username: str) -> None:
 
     app_context().store.set_password(username, click.prompt("Password", hide_input=True, confirmation_prompt=True))
     click.echo(f"password set for {username}")
+
+
+@people.command("remove")
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def people_remove(username: str, yes: bool) -> None:
+    """Remove a person and everything that is theirs (sessions, grades, certifications, buddy links)."""
+    from roleplay.errors import NotFoundError
+
+    store = app_context().store
+    try:
+        person = store.person(username)
+    except NotFoundError:
+        raise NotFoundError(f"no person '{username}'; `roleplay people list` shows who exists") from None
+    if not yes:
+        click.confirm(f"Remove {person.username} ({person.role}) and all their sessions, grades and certifications?",
+                      abort=True)
+    sessions = store.remove_person(username)
+    click.echo(f"removed {username}" + (f" and {sessions} practice session{'s' if sessions != 1 else ''}"
+                                        if sessions else ""))
 
 
 @people.command("list")
@@ -158,7 +176,9 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
 
     cat = app_context().catalog
     judge = app_context().judge(offline)
-    if Path(target).exists():
+    path = Path(target)
+    if path.exists() or path.is_symlink():
+        _check_transcript_file(path)
         transcript = load_transcript(target)
         sid = scenario_id or transcript.scenario_id
         scenario = cat.scenario(sid) if sid else None
@@ -171,67 +191,44 @@ def grade(target: str, offline: bool, scenario_id: str | None, rubric_id: str | 
         result = judge.grade(transcript, rubric, scenario)
         stored = ""
     else:
-        result, grade_id = grade_session(app_context().store, target, judge, cat)
-        rubric = cat.rubric(result.rubric_id)
-        stored = f"\nStored as grade {grade_id}; awaiting facilitator review."
+        existing = app_context().reviews.for_session(target)
+        if existing is not None and existing.status != "rejected":  # grading a session twice gives the same grade
+            result, rubric = existing.current, cat.rubric(existing.current.rubric_id)
+            stored = (f"\nAlready graded: review {existing.review_id} is {existing.status}; nothing new was stored "
+                      f"(see `roleplay review show {existing.review_id}`).")
+        else:
+            result, grade_id = grade_session(app_context().store, target, judge, cat)
+            rubric = cat.rubric(result.rubric_id)
+            stored = f"\nStored as grade {grade_id}; awaiting facilitator review."
     if as_json:
         click.echo(result.model_dump_json(indent=2))
     else:
         click.echo(format_grade(result, rubric) + stored)
 
 
+def _check_transcript_file(path: Path) -> None:
+    """Refuse what cannot be a transcript file before it is read: devices, pipes, folders, unreadable or huge files.
+
+    At most one byte more than the limit is read, whatever the file says its size is.
+    """
+    from roleplay.transcript import MAX_TRANSCRIPT_BYTES
+
+    if not path.is_file():
+        raise RoleplayError(f"{path}: not a regular file (a device, pipe or folder); give a transcript file: "
+                            "JSON, or text with 'Learner:' and 'Persona:' lines")
+    try:
+        with path.open("rb") as fh:
+            size = len(fh.read(MAX_TRANSCRIPT_BYTES + 1))
+    except OSError as exc:
+        raise RoleplayError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); give a readable "
+                            "transcript file") from None
+    if size > MAX_TRANSCRIPT_BYTES:
+        raise RoleplayError(f"{path}: larger than {MAX_TRANSCRIPT_BYTES} bytes; a practice transcript is far smaller")
+
+
 @main.group(cls=CliGroup, name="eval")
 def eval_() -> None:
     """Evaluate the graders, the persona and the turn reader."""
-
-
-@eval_.command("grader")
-@click.option("--dataset", type=click.Choice(["gold", "annomi", "consistency", "all"]), default="all", show_default=True)
-@click.option("--offline", is_flag=True, help="Evaluate the offline judge even if an endpoint is configured.")
-@click.option("--gold-dir", type=click.Path(path_type=Path), default=None, help="Gold transcripts (default: evals/gold).")
-@click.option("--annomi", "annomi_csv", default=None, help="AnnoMI-simple.csv (default: shared/datasets/annomi next to the checkout).")
-@click.option("--limit", type=int, default=None, help="Only the first N transcripts of each dataset.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report directory (default: evals/reports).")
-def eval_grader(dataset: str, offline: bool, gold_dir: Path | None, annomi_csv: str | None, limit: int | None,
-                out_dir: Path | None) -> None:
-    """Run a judge over the gold set, AnnoMI and a consistency check; write markdown + JSON reports."""
-    from roleplay import evals
-    from roleplay.gold import load_gold
-    from roleplay.config import PROJECT_ROOT
-
-    cat = app_context().catalog
-    judge = app_context().judge(offline)
-    label = "offline" if judge.name == "offline" else "llm"
-    out = out_dir or PROJECT_ROOT / "evals" / "reports"
-    gold_path = gold_dir or app_context().settings.anchors_dir
-
-    def progress(i: int, n: int, item: str) -> None:
-        click.echo(f"\r  {i}/{n} {item[:40]:40}", nl=False, err=True)
-        if i == n:
-            click.echo("", err=True)
-
-    if dataset in ("gold", "all", "consistency"):
-        gold = load_gold(gold_path, cat)[:limit]
-    if dataset in ("gold", "all"):
-        click.echo(f"gold set: {len(gold)} transcripts", err=True)
-        res = evals.run_gold(judge, gold, cat, progress)
-        paths = evals.write_report(f"gold-{label}", res, out, evals.gold_markdown(res, label))
-        a = res["all_criteria"]
-        click.echo(f"gold ({label}): QWK {a['qwk']}, exact {a['exact']}, adjacent {a['adjacent']} -> {paths[1]}")
-    if dataset in ("annomi", "all"):
-        items = evals.load_annomi(evals.annomi_path(annomi_csv, app_context().settings.annomi_csv))[:limit]
-        click.echo(f"AnnoMI: {len(items)} transcripts", err=True)
-        res = evals.run_annomi(judge, items, cat, progress=progress)
-        paths = evals.write_report(f"annomi-{label}", res, out, evals.annomi_markdown(res, label))
-        b = res["behaviour_agreement"]
-        click.echo(f"AnnoMI ({label}): AUROC {res['auroc_overall_high_vs_low']}, balanced accuracy "
-                   f"{res['balanced_accuracy_at_pass_threshold']}, move agreement kappa {b['cohen_kappa']} -> {paths[1]}")
-    if dataset in ("consistency", "all"):
-        sample = max(gold, key=lambda g: len(g.turns))
-        res = evals.run_consistency(judge, sample.transcript(), cat, sample.scenario)
-        res["transcript"] = sample.id
-        paths = evals.write_report(f"consistency-{label}", res, out, evals.consistency_markdown(res, label))
-        click.echo(f"consistency ({label}): identical {res['identical']}, stdev {res['overall_stdev']} -> {paths[1]}")
 
 
 @main.group(cls=CliGroup)
@@ -259,7 +256,10 @@ def review_show(review_id: int) -> None:
 
     v = app_context().reviews.get(review_id)
     transcript, _ = transcript_of_session(app_context().store, v.session_id)
-    click.echo(f"Review {v.review_id} ({v.status}, version {v.version}): {v.learner}, {v.scenario_id} ({v.level})\n")
+    click.echo(f"Review {v.review_id} ({v.status}, version {v.version}): {v.learner}, {v.scenario_id} ({v.level})")
+    if v.status == "pending":
+        click.echo(f"Act on what you see here with --version {v.version} (edit, approve, reject).")
+    click.echo()
     click.echo(transcript.to_text() + "\n")
     click.echo(format_grade(v.current, app_context().catalog.rubric(v.current.rubric_id)))
     click.echo("\nHistory:")
@@ -272,9 +272,11 @@ def review_show(review_id: int) -> None:
 @click.argument("review_id", type=int)
 @click.option("--as", "username", required=True, help="Your facilitator username.")
 @click.option("--comment", default=None)
-def review_approve(review_id: int, username: str, comment: str | None) -> None:
-    """Approve a grade (with any edits)."""
-    v = app_context().reviews.approve(review_id, username, comment)
+@click.option("--version", "version", type=int, default=None,
+              help="The version you reviewed (`roleplay review show` prints it); refused if it changed since.")
+def review_approve(review_id: int, username: str, comment: str | None, version: int | None) -> None:
+    """Approve a grade (with any edits); with --version, only the version you reviewed."""
+    v = app_context().reviews.approve(review_id, username, comment, expected_version=version)
     click.echo(f"review {v.review_id} approved: {v.current.summary}")
 
 
@@ -286,13 +288,19 @@ def review_approve(review_id: int, username: str, comment: str | None) -> None:
 @click.option("--feedback", default=None, help="New feedback text for the criterion.")
 @click.option("--evidence", multiple=True, help="Evidence quote (repeat for several).")
 @click.option("--comment", required=True, help="Why you changed it.")
+@click.option("--version", "version", type=int, default=0, show_default=True,
+              help="The version you reviewed (`roleplay review show` prints it); needed once someone has edited it.")
 def review_edit(review_id: int, username: str, criterion: str, level: int | None, feedback: str | None,
-                evidence: tuple[str, ...], comment: str) -> None:
-    """Edit one criterion of a grade (the AI grade is kept; the change is appended to history)."""
+                evidence: tuple[str, ...], comment: str, version: int) -> None:
+    """Edit one criterion of a grade (the AI grade is kept; the change is appended to history).
+
+    An edit applies to the version you reviewed: 0, the grade as the judge gave it, unless you pass --version.
+    If someone else changed the review since, nothing is saved and you are told its version.
+    """
     from roleplay.review import CriterionEdit
 
     change = CriterionEdit(criterion_id=criterion, level=level, feedback=feedback, evidence=list(evidence) or None)
-    v = app_context().reviews.edit(review_id, username, [change], comment)
+    v = app_context().reviews.edit(review_id, username, [change], comment, expected_version=version)
     click.echo(f"review {v.review_id} edited (version {v.version}): {v.current.summary}")
 
 
@@ -300,9 +308,11 @@ def review_edit(review_id: int, username: str, criterion: str, level: int | None
 @click.argument("review_id", type=int)
 @click.option("--as", "username", required=True, help="Your facilitator username.")
 @click.option("--reason", required=True, help="Why; the learner sees it.")
-def review_reject(review_id: int, username: str, reason: str) -> None:
+@click.option("--version", "version", type=int, default=None,
+              help="The version you reviewed (`roleplay review show` prints it); refused if it changed since.")
+def review_reject(review_id: int, username: str, reason: str, version: int | None) -> None:
     """Reject a grade; the session will not count and the learner may practise again."""
-    v = app_context().reviews.reject(review_id, username, reason)
+    v = app_context().reviews.reject(review_id, username, reason, expected_version=version)
     click.echo(f"review {v.review_id} rejected")
 
 
@@ -364,6 +374,7 @@ def migrate() -> None:
     click.echo(f"database is up to date: {_describe_url(url)}")
 
 
+eval_.add_command(eval_grader)
 eval_.add_command(eval_persona)
 eval_.add_command(eval_reader)
 main.add_command(certify)

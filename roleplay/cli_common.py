@@ -48,8 +48,24 @@ class CliGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except MemoryError:
+            click.echo("error: out of memory; the input is too large for this machine", err=True)
+            sys.exit(1)
+        except OSError as exc:  # a file or device the command was pointed at
+            if debug_enabled():
+                raise
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {where}{exc.strerror or type(exc).__name__}; check the path and its permissions",
+                       err=True)
+            sys.exit(1)
         except Exception as exc:  # noqa: BLE001 - last line of defence for users
             if debug_enabled():
                 raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ROLEPLAY_DEBUG=1 for the traceback)", err=True)
+            click.echo(internal_error(exc), err=True)
             sys.exit(1)
+
+
+def internal_error(exc: BaseException) -> str:
+    """The one line shown for an error roleplay did not foresee: its kind, never its text (it may hold SQL)."""
+    return (f"error: roleplay failed inside ({type(exc).__name__}); this is a bug, so please report it with the "
+            "details that ROLEPLAY_DEBUG=1 prints")

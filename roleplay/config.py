@@ -77,9 +77,15 @@ class Settings(BaseSettings):
     api_version: str | None = Field(default=None, description="Azure OpenAI API version.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per model call.")
     max_retries: int = Field(default=3, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
+    deadline: float = Field(default=120.0, gt=0, le=3600,
+                            description="Seconds one model call may take in all: every attempt, wait and the streaming.")
+    max_reply_tokens: int = Field(default=400, ge=16, le=32_000, description="max_tokens of a persona reply.")
+    max_grade_tokens: int = Field(default=4000, ge=256, le=64_000, description="max_tokens of a grading call.")
     reader: Engine = Field(default=Engine.AUTO,
                                description="Turn reader: auto (the LLM reader when a model is used), llm or offline.")
     structured_mode: StructuredMode = Field(default=StructuredMode.JSON_SCHEMA, description="How JSON is asked for.")
+    judge_samples: int = Field(default=1, ge=1, le=9, description="Gradings per transcript by the LLM judge "
+                               "(more: the median of that many, at temperature 0.7).")
     price_input: float | None = Field(default=None, ge=0, description="Price per million input tokens.")
     price_output: float | None = Field(default=None, ge=0, description="Price per million output tokens.")
     embeddings: EmbeddingsKind = Field(default=EmbeddingsKind.HASHING, description="Exemplar embeddings.")
@@ -89,8 +95,12 @@ class Settings(BaseSettings):
     drift_threshold: float = Field(default=0.3, ge=0, le=1, description="Share of changed criteria that is drift.")
     host: str = Field(default="127.0.0.1", description="Address the web app listens on.")
     port: int = Field(default=7860, ge=1, le=65535, description="Port the web app listens on.")
+    login_max_failures: int = Field(default=5, ge=1, le=1000,
+                                    description="Failed sign-ins of one username before it is paused.")
+    login_lockout: float = Field(default=300.0, gt=0, le=86_400, description="Seconds of the first sign-in pause.")
     concurrency: int = Field(default=64, ge=1, le=10_000, description="Web events run at once.")
     debug: bool = Field(default=False, description="Show the traceback of an unexpected CLI error.")
+    demo: bool = Field(default=False, description="Create the demo accounts (password = username) at start; trials only.")
     xapi_base: str = Field(default="https://roleplay.example", description="IRI base of xAPI activities.")
     xapi_mbox_domain: str = Field(default="roleplay.example", description="Learners are mailto:NAME@DOMAIN.")
     xapi_homepage: str | None = Field(default=None, description="Learners are accounts on this home page.")

@@ -8,6 +8,7 @@ that only validates YAML never opens the database.
 from __future__ import annotations
 
 import logging
+import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from roleplay.catalog import Catalog
     from roleplay.certification import CertificationService
     from roleplay.exemplars import ExemplarStore
+    from roleplay.files import DownloadFolder
     from roleplay.grader import Judge
     from roleplay.llm import OpenAIChatModel
     from roleplay.persona import Voice
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from roleplay.programme import Programme
     from roleplay.reader import TurnReader
     from roleplay.review import ReviewService, ReviewView
+    from roleplay.signin import SignIn
     from roleplay.store import Store
     from roleplay.xapi import LRSConfig, XapiConfig
 
@@ -44,14 +47,32 @@ class AppContext:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
         self.runs: dict[str, PracticeRun] = {}
+        self._runs_lock = threading.Lock()  # two tabs opening one session get one run
 
     # -- parts ---------------------------------------------------------------------------------------------
     @cached_property
     def store(self) -> Store:
-        """The database (migrated on open)."""
+        """The database (migrated on open); the data directory is made owner-only first."""
+        from roleplay.files import private_dir
         from roleplay.store import Store
 
+        private_dir(self.settings.data_dir)
         return Store(self.settings.database_url)
+
+    @cached_property
+    def signin(self) -> SignIn:
+        """Password checks for the web app, throttled per username and client (counts kept in this process)."""
+        from roleplay.signin import SignIn, SignInThrottle
+
+        cfg = self.settings
+        return SignIn(self.store, SignInThrottle(cfg.login_max_failures, cfg.login_lockout))
+
+    @cached_property
+    def downloads(self) -> DownloadFolder:
+        """This process's private folder for transcripts and credentials handed to browsers (removed on close)."""
+        from roleplay.files import DownloadFolder
+
+        return DownloadFolder()
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -104,7 +125,7 @@ class AppContext:
             return OfflineVoice()
         from roleplay.llm import GenerationSettings
 
-        return LLMVoice(self.model, GenerationSettings(temperature=0.8))
+        return LLMVoice(self.model, GenerationSettings(temperature=0.8, max_tokens=self.settings.max_reply_tokens))
 
     def reader(self, offline: bool = False) -> TurnReader:
         """The LLM turn reader (offline fallback) when configured and not `offline`, else the offline reader."""
@@ -118,11 +139,13 @@ class AppContext:
 
     def judge(self, offline: bool = False) -> Judge:
         """The LLM judge (with few-shot anchors when any are stored) when configured, else the offline judge."""
-        from roleplay.grader import LLMJudge, OfflineJudge
+        from roleplay.llm_judge import LLMJudge
+        from roleplay.offline_judge import OfflineJudge
 
         if offline or not self.settings.use_llm:
             return OfflineJudge()
-        return LLMJudge(self.model, exemplars=self.anchors(), model_name=self.settings.model)
+        return LLMJudge(self.model, exemplars=self.anchors(), model_name=self.settings.model,
+                        samples=self.settings.judge_samples, max_tokens=self.settings.max_grade_tokens)
 
     def anchors(self) -> ExemplarStore | None:
         """The exemplar store when one exists (a chroma server is configured or approvals have been stored)."""
@@ -193,9 +216,29 @@ class AppContext:
                                   anchors_dir=self.settings.anchors_dir,
                                   drift_threshold=self.settings.drift_threshold)
 
+    # -- accounts ------------------------------------------------------------------------------------------
+    def account_notice(self, demo: bool = False) -> str | None:
+        """Prepare sign-in for the web app and say so in one line (None when there is nothing to say).
+
+        With `demo` (or ROLEPLAY_DEMO=1) the demo accounts are seeded (see `Store.seed_demo_people`); without it, a
+        database where nobody can sign in gets a line saying how to create an account.
+        """
+        if demo or self.settings.demo:
+            accounts = self.store.seed_demo_people()
+            names = ", ".join(a.username if a.role == a.username else f"{a.username} (a {a.role})" for a in accounts)
+            kept = [a.username for a in accounts if a.action == "unchanged"]
+            return (f"demo accounts for a trial (password = username): {names}"
+                    + (f"; {', '.join(kept)} kept the password already set" if kept else "")
+                    + "; remove them with `roleplay people remove NAME` before real use")
+        if not self.store.sign_in_count():
+            return ("nobody can sign in yet: create an account with `roleplay people add NAME --role facilitator "
+                    "--password`, or try the app with demo accounts: `python app.py --demo`")
+        return None
+
     # -- practice ------------------------------------------------------------------------------------------
     def run(self, session_id: str, username: str | None = None) -> PracticeRun:
-        """The live run of a session, resumed from the store when this process does not hold it.
+        """The live run of a session, resumed from the store when this process does not hold it (or its last turn
+        failed half-way).
 
         Args:
             username: When given, only that learner's own session is returned (else PermissionDenied).
@@ -204,27 +247,32 @@ class AppContext:
 
         if username is not None:
             check_owner(self.store, session_id, username)
-        run = self.runs.get(session_id)
-        if run is None:
-            sess = self.store.get_session(session_id)
-            run = resume_practice(self.store, session_id, self.catalog,
-                                  self.voice(offline=sess.engine == "offline"), model_name=self.settings.model,
-                                  reader=self.reader(offline=sess.engine == "offline"))
-            self.remember(run)
+        with self._runs_lock:
+            run = self.runs.get(session_id)
+            if run is None or run.stale:
+                sess = self.store.get_session(session_id)
+                run = resume_practice(self.store, session_id, self.catalog,
+                                      self.voice(offline=sess.engine == "offline"), model_name=self.settings.model,
+                                      reader=self.reader(offline=sess.engine == "offline"))
+                self._remember(run)
         return run
 
     def remember(self, run: PracticeRun) -> None:
         """Keep a run (bounded; older runs are resumed from the store on demand)."""
-        if len(self.runs) >= RUNS_MAX:
+        with self._runs_lock:
+            self._remember(run)
+
+    def _remember(self, run: PracticeRun) -> None:
+        if len(self.runs) >= RUNS_MAX and run.session_id not in self.runs:
             self.runs.pop(next(iter(self.runs)))
         self.runs[run.session_id] = run
 
     def close(self) -> None:
         """Release the database and model connections."""
-        for name in ("store", "model"):
+        for name in ("store", "model", "downloads"):
             part = self.__dict__.pop(name, None)
             if part is not None:
                 part.close()
-        for name in ("reviews", "certification", "buddies", "calibration"):
+        for name in ("reviews", "certification", "buddies", "calibration", "signin"):
             self.__dict__.pop(name, None)
         self.runs.clear()

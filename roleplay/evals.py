@@ -27,10 +27,14 @@ def run_gold(judge: Judge, gold: list[GoldTranscript], catalog: Catalog, progres
     """Grade every gold transcript; agreement with the hand scores per criterion and overall."""
     pairs: dict[str, tuple[list[int], list[int]]] = {}
     rows = []
+    judged = overridden = needs_facilitator = 0
     for i, g in enumerate(gold, 1):
         scenario = catalog.scenario(g.scenario)
         grade = judge.grade(g.transcript(), catalog.rubric_for(scenario), scenario)
         for cg in grade.criteria:
+            judged += 1
+            overridden += cg.judge_level is not None and cg.judge_level != cg.level
+            needs_facilitator += not cg.supported
             human, ai = pairs.setdefault(f"{grade.rubric_id}/{cg.criterion_id}", ([], []))
             human.append(g.scores[cg.criterion_id])
             ai.append(cg.level)
@@ -46,6 +50,8 @@ def run_gold(judge: Judge, gold: list[GoldTranscript], catalog: Catalog, progres
         "scenarios": sorted({g.scenario for g in gold}),
         "per_criterion": {cid: agreement(h, a).model_dump() for cid, (h, a) in sorted(pairs.items())},
         "all_criteria": agreement(all_h, all_a).model_dump(),
+        "consistency_rule_overrides": round(overridden / judged, 4) if judged else None,
+        "needs_facilitator_rate": round(needs_facilitator / judged, 4) if judged else None,
         "by_split": {split: _split_agreement([r for r in rows if r["split"] == split]) for split in ("dev", "test")},
         "human_human": human_agreement(gold, catalog),
         "transcripts": rows,
@@ -244,6 +250,9 @@ def gold_markdown(res: dict[str, Any], judge: str) -> str:
             lines += [f"| {cid} | {x['n']} | {_f(x['qwk'])} | {_f(x['exact'])} | {_f(x['adjacent'])} |"
                       for cid, x in part["per_criterion"].items()]
             lines.append(f"| **all** | {b['n']} | {_f(b['qwk'])} | {_f(b['exact'])} | {_f(b['adjacent'])} |")
+    lines += ["", f"Criteria whose level the code's consistency rule lowered: {_f(res.get('consistency_rule_overrides'))}"
+              f" (LLM judge only); criteria left to a facilitator (evidence not verified): "
+              f"{_f(res.get('needs_facilitator_rate'))}."]
     hh = res.get("human_human") or {}
     if hh.get("all_criteria"):
         b = hh["all_criteria"]

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeGuard, Ty
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from roleplay.call_limits import CallLimits, guard_response, limit_in, limited
 from roleplay.errors import ConfigError, ProviderError
-from roleplay.retry import Failure, GaveUp, RetryPolicy, call_with_retries, give_up, retrying
+from roleplay.retry import Failure, GaveUp, RetryPolicy, give_up, retrying
 from roleplay.retry import retry_after as parse_retry_after
 
 if TYPE_CHECKING:
@@ -213,6 +214,9 @@ class OpenAIChatModel(ChatModel):
         structured_mode: str = "json_schema",
         embedding_model: str = DEFAULT_EMBEDDING_MODEL,
         stream_usage: bool = True,
+        deadline: float | None = None,
+        reply_max_tokens: int | None = None,
+        structured_max_tokens: int | None = None,
     ) -> None:
         """Create a client; no request is made until a method is called.
 
@@ -231,6 +235,10 @@ class OpenAIChatModel(ChatModel):
             embedding_model: Model name for `embed`.
             stream_usage: Ask streams for a final usage chunk (`stream_options.include_usage`); switched off
                 automatically if the endpoint rejects the option.
+            deadline: Seconds one call may take in all (every attempt, the waits between them and the streaming);
+                None for no overall deadline. A reply is also dropped once it outgrows what its `max_tokens` allows.
+            reply_max_tokens: `max_tokens` of `chat` and `stream` calls whose generation settings set none.
+            structured_max_tokens: `max_tokens` of `structured` calls whose generation settings set none.
 
         Raises:
             ConfigError: Neither a key nor a base URL is given, or an option is invalid.
@@ -245,7 +253,12 @@ class OpenAIChatModel(ChatModel):
             raise ConfigError(f"ROLEPLAY_TIMEOUT={timeout!r} must be a positive number of seconds")
         if max_retries < 0:
             raise ConfigError(f"ROLEPLAY_MAX_RETRIES={max_retries!r} must be 0 or more")
+        if deadline is not None and deadline <= 0:
+            raise ConfigError(f"ROLEPLAY_DEADLINE={deadline!r} must be a positive number of seconds")
         self.model = model
+        self.deadline = deadline
+        self.reply_max_tokens = reply_max_tokens
+        self.structured_max_tokens = structured_max_tokens
         self.base_url = base_url
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
@@ -264,18 +277,20 @@ class OpenAIChatModel(ChatModel):
                 )
             where = {"base_url": base_url} if "/openai/" in base_url else {"azure_endpoint": base_url}
             self._client: openai.OpenAI = openai.AzureOpenAI(
-                api_version=api_version, api_key=key, timeout=self.timeout, max_retries=0, **where
+                api_version=api_version, api_key=key, timeout=self.timeout, max_retries=0, http_client=_http_client(),
+                **where
             )
         else:
-            self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0)
+            self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0,
+                                         http_client=_http_client())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIChatModel:
         """Build a client from roleplay settings and the LLM-only environment variables.
 
         Args:
-            settings: The settings (model, endpoint, key, timeout, retries, Azure version, structured mode and
-                embeddings model).
+            settings: The settings (model, endpoint, key, timeout, retries, Azure version, structured mode,
+                embeddings model, the deadline per call and the reply and grade token limits).
 
         Raises:
             ConfigError: The endpoint is not configured or an option is invalid.
@@ -289,6 +304,9 @@ class OpenAIChatModel(ChatModel):
             api_version=settings.api_version,
             structured_mode=settings.structured_mode.value,
             embedding_model=settings.embedding_model,
+            deadline=settings.deadline,
+            reply_max_tokens=settings.max_reply_tokens,
+            structured_max_tokens=settings.max_grade_tokens,
         )
 
     def close(self) -> None:
@@ -319,7 +337,8 @@ class OpenAIChatModel(ChatModel):
         Raises:
             ProviderError: The endpoint failed (after retries where they make sense).
         """
-        return self._chat(messages, gen or DEFAULT_GENERATION, {})
+        gen = self._sized(gen, self.reply_max_tokens)
+        return self._chat(messages, gen, {}, CallLimits.start(self.deadline, gen.max_tokens))
 
     def stream(self, messages: Sequence[Message], gen: GenerationSettings | None = None) -> ChatStream:
         """Stream the reply to `messages` as text deltas.
@@ -339,7 +358,7 @@ class OpenAIChatModel(ChatModel):
             ProviderError: While iterating, when the endpoint fails or the stream breaks.
         """
         out = ChatStream(self.model)
-        out._iterator = self._deltas(list(messages), gen or DEFAULT_GENERATION, out)
+        out._iterator = self._deltas(list(messages), self._sized(gen, self.reply_max_tokens), out)
         return out
 
     def structured(self, messages: Sequence[Message], schema: type[M],
@@ -360,7 +379,8 @@ class OpenAIChatModel(ChatModel):
         Raises:
             ProviderError: The endpoint failed, or both replies were unusable (`last_reply` holds the second).
         """
-        gen = gen or DEFAULT_GENERATION
+        gen = self._sized(gen, self.structured_max_tokens)
+        limits = CallLimits.start(self.deadline, gen.max_tokens)  # both attempts share one deadline
         schema_json = _schema_of(schema)
         extra: dict[str, Any] = {}
         convo: list[Message] = list(messages)
@@ -378,7 +398,7 @@ class OpenAIChatModel(ChatModel):
         problem = ""
         text = ""
         for attempt in (1, 2):
-            reply = self._chat(convo, gen, extra)
+            reply = self._chat(convo, gen, extra, limits)
             prompt_tokens = _add(prompt_tokens, reply.prompt_tokens)
             completion_tokens = _add(completion_tokens, reply.completion_tokens)
             text = reply.text
@@ -418,10 +438,11 @@ class OpenAIChatModel(ChatModel):
             ProviderError: The endpoint failed or answered with the wrong number of vectors.
         """
         vectors: list[list[float]] = []
+        limits = CallLimits.start(self.deadline, None)
         for start in range(0, len(texts), EMBED_BATCH):
             batch = list(texts[start:start + EMBED_BATCH])
             vectors.extend(self._with_retries(f"embedding request to model {self.embedding_model!r}",
-                                              lambda batch=batch: self._embed_batch(batch)))
+                                              lambda batch=batch: self._embed_batch(batch, limits), limits=limits))
         return vectors
 
     def list_models(self) -> list[str]:
@@ -430,14 +451,16 @@ class OpenAIChatModel(ChatModel):
         Raises:
             ProviderError: The endpoint failed.
         """
+        limits = CallLimits.start(self.deadline, None)
+
         def call() -> list[str]:
-            data = _json_body(self._client.models.with_raw_response.list().text)
+            data = _json_body(self._client.models.with_raw_response.list(timeout=self._timeout(limits)).text)
             items = data.get("data")
             if not isinstance(items, list):
                 raise _Malformed("the model list has no 'data' array")
             return [str(item.get("id")) for item in items if isinstance(item, dict)]
 
-        return self._with_retries("model list request", call)
+        return self._with_retries("model list request", call, limits=limits)
 
     # -- requests ----------------------------------------------------------------------------------------------
 
@@ -451,25 +474,41 @@ class OpenAIChatModel(ChatModel):
             params["stop"] = list(gen.stop)
         return params
 
-    def _chat(self, messages: Sequence[Message], gen: GenerationSettings, extra: dict[str, Any]) -> ChatReply:
+    def _sized(self, gen: GenerationSettings | None, default_max_tokens: int | None) -> GenerationSettings:
+        """`gen` (or the defaults) with `max_tokens` set to the client's default for this kind of call if unset."""
+        gen = gen or DEFAULT_GENERATION
+        if gen.max_tokens is None and default_max_tokens is not None:
+            return gen.model_copy(update={"max_tokens": default_max_tokens})
+        return gen
+
+    def _timeout(self, limits: CallLimits) -> float:
+        """The timeout of one request: ROLEPLAY_TIMEOUT, or less when the call's deadline is nearer."""
+        limits.check_time()
+        remaining = limits.remaining()
+        return self.timeout if remaining is None else max(min(self.timeout, remaining), 0.001)
+
+    def _chat(self, messages: Sequence[Message], gen: GenerationSettings, extra: dict[str, Any],
+              limits: CallLimits) -> ChatReply:
         body = [dict(m) for m in messages]
         params = {**self._params(gen), **extra}
 
         def call() -> ChatReply:
-            raw = self._client.chat.completions.with_raw_response.create(
-                model=self.model, messages=body, **params  # type: ignore[arg-type]
-            ).text
+            with limited(limits):
+                raw = self._client.chat.completions.with_raw_response.create(
+                    model=self.model, messages=body, timeout=self._timeout(limits), **params  # type: ignore[arg-type]
+                ).text
             return _chat_reply(raw, self.model)
 
         note = ""
         if "response_format" in extra and extra["response_format"].get("type") == "json_schema":
             note = "; if the endpoint does not support json_schema, set ROLEPLAY_STRUCTURED_MODE=json_object or prompt"
-        return self._with_retries(f"chat request to model {self.model!r}", call, note=note)
+        return self._with_retries(f"chat request to model {self.model!r}", call, note=note, limits=limits)
 
-    def _embed_batch(self, batch: list[str]) -> list[list[float]]:
-        raw = self._client.embeddings.with_raw_response.create(
-            model=self.embedding_model, input=batch, encoding_format="float"
-        ).text
+    def _embed_batch(self, batch: list[str], limits: CallLimits) -> list[list[float]]:
+        with limited(limits):
+            raw = self._client.embeddings.with_raw_response.create(
+                model=self.embedding_model, input=batch, encoding_format="float", timeout=self._timeout(limits)
+            ).text
         data = _json_body(raw).get("data")
         if not isinstance(data, list) or len(data) != len(batch):
             got = len(data) if isinstance(data, list) else "no"
@@ -480,39 +519,46 @@ class OpenAIChatModel(ChatModel):
         except (AttributeError, KeyError, TypeError, ValueError, struct.error) as exc:
             raise _Malformed(f"unreadable embedding ({exc})") from None
 
-    def _open_stream(self, messages: list[dict[str, str]], gen: GenerationSettings) -> Any:
+    def _open_stream(self, messages: list[dict[str, str]], gen: GenerationSettings, limits: CallLimits) -> Any:
         params = self._params(gen)
-        if self.stream_usage:
-            try:
-                return self._client.chat.completions.create(
-                    model=self.model, messages=messages, stream=True,
-                    stream_options={"include_usage": True}, **params,
-                )
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-                if "stream_options" not in f"{exc.message} {exc.body}":
-                    raise
-                log.info("endpoint rejects stream_options; streaming without usage from now on")
-                self.stream_usage = False
-        return self._client.chat.completions.create(
-            model=self.model, messages=messages, stream=True, **params  # type: ignore[arg-type]
-        )
+        with limited(limits):  # the response hook binds the limits to the stream, however long it is read
+            if self.stream_usage:
+                try:
+                    return self._client.chat.completions.create(
+                        model=self.model, messages=messages, stream=True, timeout=self._timeout(limits),
+                        stream_options={"include_usage": True}, **params,
+                    )
+                except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                    if "stream_options" not in f"{exc.message} {exc.body}":
+                        raise
+                    log.info("endpoint rejects stream_options; streaming without usage from now on")
+                    self.stream_usage = False
+            return self._client.chat.completions.create(
+                model=self.model, messages=messages, stream=True, timeout=self._timeout(limits),
+                **params  # type: ignore[arg-type]
+            )
 
     def _deltas(self, messages: list[Message], gen: GenerationSettings, out: ChatStream) -> Iterator[str]:
         body = [dict(m) for m in messages]
         what = f"streamed chat request to model {self.model!r}"
         parts = out.parts
         started = time.perf_counter()
-        loop = retrying(what, self._classify, self.retry)
+        limits = CallLimits.start(self.deadline, gen.max_tokens)  # from the first next(), when the request is sent
+        loop = self._retrying(what, limits)
         try:
             for attempt in loop:
                 with attempt:
                     delivered = 0
                     try:
-                        for content in self._stream_once(body, gen, out):
+                        for content in self._stream_once(body, gen, out, limits):
                             delivered += len(content)
                             parts.append(content)
                             yield content
                     except Exception as exc:
+                        exceeded = limit_in(exc)
+                        if exceeded is not None:
+                            raise ProviderError(f"{what} stopped: {exceeded.describe(self.model)}",
+                                                attempts=attempt.retry_state.attempt_number) from exc
                         failure = self._classify(exc)
                         if failure is None or not delivered:
                             raise
@@ -531,8 +577,9 @@ class OpenAIChatModel(ChatModel):
             raise self._give_up(what, final.attempts, final.failure) from exc
         _log_call(what, started, out)
 
-    def _stream_once(self, body: list[dict[str, str]], gen: GenerationSettings, out: ChatStream) -> Iterator[str]:
-        chunks = self._open_stream(body, gen)
+    def _stream_once(self, body: list[dict[str, str]], gen: GenerationSettings, out: ChatStream,
+                     limits: CallLimits) -> Iterator[str]:
+        chunks = self._open_stream(body, gen, limits)
         finished = False
         try:
             for chunk in chunks:
@@ -557,13 +604,41 @@ class OpenAIChatModel(ChatModel):
 
     # -- retries -----------------------------------------------------------------------------------------------
 
-    def _with_retries(self, what: str, call: Callable[[], T], *, note: str = "") -> T:
+    def _retrying(self, what: str, limits: CallLimits) -> Any:
+        """The retry loop of one call; with a deadline, no wait between attempts runs past it."""
+        loop = retrying(what, self._classify, self.retry)
+        if limits.deadline_at is None:
+            return loop
+        wait = loop.wait
+
+        def capped(state: Any) -> float:
+            return min(wait(state), limits.remaining() or 0.0)
+
+        return loop.copy(wait=capped)
+
+    def _with_retries(self, what: str, call: Callable[[], T], *, note: str = "",
+                      limits: CallLimits | None = None) -> T:
         started = time.perf_counter()
+        limits = limits or CallLimits.start(self.deadline, None)
+        loop = self._retrying(what, limits)
+        sent = [0]
+
+        def counted() -> T:
+            limits.check_time()  # an attempt that would start past the deadline is not made
+            sent[0] += 1
+            return call()
+
         try:
-            result = call_with_retries(what, call, self._classify, self.retry)
+            try:
+                result = loop(counted)
+            except Exception as exc:
+                final = give_up(exc, self._classify, loop)
+                if final is exc:
+                    raise
+                raise final from exc
         except GaveUp as gave_up:
             log.warning("%s failed after %.0f ms", what, (time.perf_counter() - started) * 1000)
-            raise self._give_up(what, gave_up.attempts, gave_up.failure, note) from gave_up.cause
+            raise self._give_up(what, sent[0], gave_up.failure, note) from gave_up.cause
         _log_call(what, started, result)
         return result
 
@@ -578,6 +653,9 @@ class OpenAIChatModel(ChatModel):
     def _classify(self, exc: BaseException) -> Failure | None:
         """Say whether and how `exc` is retried; None for exceptions that are not the endpoint's doing."""
         where = self.base_url or "api.openai.com"
+        exceeded = limit_in(exc)
+        if exceeded is not None:
+            return Failure(False, None, None, exceeded.describe(self.model))
         if isinstance(exc, openai.APITimeoutError):
             return Failure(True, None, None,
                             f"no answer within {self.timeout:g}s; raise ROLEPLAY_TIMEOUT or check whether the "
@@ -627,6 +705,11 @@ class OpenAIChatModel(ChatModel):
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _http_client() -> Any:
+    """The SDK's default HTTP client, reading every response under the limits of its call (`roleplay.call_limits`)."""
+    return openai.DefaultHttpxClient(event_hooks={"request": [], "response": [guard_response]})
 
 
 def _log_call(what: str, started: float, result: object) -> None:

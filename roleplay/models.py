@@ -141,11 +141,17 @@ class GradeRow(Base):
 
 
 class ReviewRow(Base):
-    """The facilitator review of one grade; `version` guards concurrent decisions."""
+    """The facilitator review of one grade; `version` guards concurrent decisions.
+
+    `open_session_id` is the graded session while the review is pending or approved and NULL once it is rejected:
+    being unique, it lets a session have one open review at most, however many graders race (a rejected session
+    may be graded again).
+    """
 
     __tablename__ = "reviews"
     id: Mapped[int] = mapped_column(primary_key=True)
     grade_id: Mapped[str] = mapped_column(ForeignKey("grades.id"), unique=True)
+    open_session_id: Mapped[str | None] = mapped_column(ForeignKey("practice_sessions.id"), unique=True)
     status: Mapped[str] = mapped_column(String(20), default=ReviewStatus.PENDING.value)
     version: Mapped[int] = mapped_column(Integer, default=0)
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("people.id"))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -14,11 +15,14 @@ from roleplay.config import Settings
 from roleplay.errors import NotFoundError, PermissionDenied, RoleplayError
 from roleplay.models import Person, PracticeSession, Role
 from roleplay.persona import Conversation, OfflineVoice, PersonaState, Voice
-from roleplay.reader import TurnReader
+from roleplay.reader import MAX_TURN_CHARS, TurnReader
 from roleplay.scenario import LEVELS, Scenario
-from roleplay.store import Store
+from roleplay.store import AlreadyGraded, Store
 from roleplay.tokens import estimate_cost
 from roleplay.transcript import Turn
+
+if TYPE_CHECKING:
+    from roleplay.grader import Judge
 
 OFFLINE_NOTICE = "Offline engine: a scripted persona driven by the scenario (no model configured)."
 
@@ -30,33 +34,100 @@ def engine_notice(voice: Voice, cfg: Settings) -> str:
     return f"AI persona: {cfg.model} at {cfg.base_url or 'the OpenAI API'}."
 
 
+def check_message(text: str | None) -> str:
+    """A learner's message if its size can be a turn; refused at once (before any other work) when it is too long.
+
+    The full checks (empty, binary, no words) are made when the turn is read (`reader.check_turn`).
+
+    Raises:
+        RoleplayError: longer than `MAX_TURN_CHARS`, in one line.
+    """
+    text = text or ""
+    if len(text) > MAX_TURN_CHARS:
+        raise RoleplayError(f"that message is {len(text):,} characters; keep a turn under {MAX_TURN_CHARS:,} "
+                            "characters, as you would in a real conversation")
+    return text
+
+
+BUSY = ("this session is still answering a message sent from another tab or window; wait for that reply, "
+        "then send again")
+
+
 @dataclass
 class PracticeRun:
-    """A stored practice session in progress."""
+    """A stored practice session in progress.
+
+    One writer at a time: a second `respond` while one is running is refused (`BUSY`), and `end` waits for it.
+    A run whose turn failed half-way (a model error, a second writer in another process) is `stale`: the app
+    context drops it and resumes the session from the store, so what the learner sees and what is stored agree.
+    """
 
     session_id: str
     conversation: Conversation
     store: Store
     prices: tuple[float | None, float | None] = (None, None)
+    stale: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def open(self) -> str:
         """The persona's first line."""
         return self.conversation.open()
 
     def respond(self, text: str) -> Iterator[str]:
-        """The persona's reply as it grows; the learner's turn is stored before the reply starts."""
-        yield from self.conversation.respond(text)
-        if self.conversation.state.ended:
-            self.store.end_session(self.session_id, self.conversation.state.end_reason or "ended",
-                                   self.conversation.state.model_dump(mode="json"))
+        """The persona's reply as it grows; the learner's turn is stored before the reply starts.
+
+        Raises:
+            RoleplayError: the message is too long, another reply of this session is being written (`BUSY`), or
+                the turn cannot be taken (then the run is stale).
+        """
+        check_message(text)
+        if not self._lock.acquire(blocking=False):
+            raise RoleplayError(BUSY)
+        try:
+            yield from self.conversation.respond(text)
+            if self.conversation.state.ended:
+                self.store.end_session(self.session_id, self.conversation.state.end_reason or "ended",
+                                       self.conversation.state.model_dump(mode="json"))
+        except BaseException:  # includes a closed stream: the stored session is the truth from here on
+            self.stale = True
+            raise
+        finally:
+            self._lock.release()
 
     def end(self) -> None:
-        """End the session at the learner's request."""
+        """End the session at the learner's request (after a reply being written, if any)."""
+        with self._lock:
+            self._end()
+
+    def _end(self) -> None:
         conv = self.conversation
         if conv.state.ended and conv.state.end_reason != "learner":
             return
         conv.end("learner")
         self.store.end_session(self.session_id, "learner", conv.state.model_dump(mode="json"))
+
+    def end_and_grade(self, judge: Judge, catalog: Catalog) -> bool:
+        """End the session and grade it, once: True when this call graded it, False when it already had a grade.
+
+        Two tabs of one process pressing End at once: the second waits for the first and finds its grade. Across
+        processes the store lets one grade through (`AlreadyGraded` for the other, answered here with False).
+
+        Raises:
+            RoleplayError: the learner has not said anything yet, or grading failed (nothing was stored).
+        """
+        from roleplay.grader import grade_session
+
+        with self._lock:
+            if self.store.grades_for(self.session_id):
+                return False
+            self._end()
+            if not self.conversation.transcript.learner_turns:
+                raise RoleplayError("you have not said anything yet, so there is nothing to grade")
+            try:
+                grade_session(self.store, self.session_id, judge, catalog)
+            except AlreadyGraded:
+                return False
+            return True
 
     @property
     def state(self) -> PersonaState:
@@ -96,7 +167,7 @@ def start_practice(store: Store, username: str, scenario: Scenario, level: str =
     sess = store.start_session(person.id, scenario.id, level, voice.name)
 
     def sink(speaker: str, text: str, tokens: int | None, state: dict[str, Any]) -> None:
-        store.add_turn(sess.id, speaker, text, tokens=tokens, state=state)
+        store.add_turn(sess.id, speaker, text, tokens=tokens, state=state, idx=len(conv.transcript.turns) - 1)
 
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -114,7 +185,7 @@ def resume_practice(store: Store, session_id: str, catalog: Catalog, voice: Voic
     voice = voice or OfflineVoice()
 
     def sink(speaker: str, text: str, tokens: int | None, state: dict[str, Any]) -> None:
-        store.add_turn(sess.id, speaker, text, tokens=tokens, state=state)
+        store.add_turn(sess.id, speaker, text, tokens=tokens, state=state, idx=len(conv.transcript.turns) - 1)
 
     conv = Conversation(scenario, sess.level, voice, on_turn=sink, model=model_name, reader=reader)
     if sess.state:

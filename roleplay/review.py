@@ -104,7 +104,8 @@ def apply_edits(grade: Grade, edits: list[CriterionEdit], rubric: Rubric) -> Gra
             update_["better_alternative"] = e.better_alternative
         criteria.append(c.model_copy(update=update_))
     return finish_grade(rubric, grade.judge, criteria, prompt=grade.prompt, raw_reply=grade.raw_reply,
-                        calls=grade.calls, flagged=grade.flagged)
+                        calls=grade.calls, flagged=grade.flagged, samples=grade.samples, prompt_tokens=grade.prompt_tokens,
+                        completion_tokens=grade.completion_tokens, structured_mode=grade.structured_mode)
 
 
 class ReviewService:
@@ -183,6 +184,8 @@ class ReviewService:
             if action in ("approve", "reject"):
                 values.update(status=ReviewStatus.APPROVED if action == "approve" else ReviewStatus.REJECTED, decided_by=actor.id,
                               decided_at=utcnow(), comment=comment)
+            if action == "reject":
+                values["open_session_id"] = None  # a rejected session may be graded again
             # the conditional update is the lock: of two concurrent actions on one version, exactly one matches
             result = db.execute(update(ReviewRow).where(ReviewRow.id == review_id, ReviewRow.version == version,
                                                         ReviewRow.status == ReviewStatus.PENDING).values(**values))
@@ -192,8 +195,10 @@ class ReviewService:
                 db.refresh(fresh)
                 if fresh.status != ReviewStatus.PENDING:
                     raise ReviewError(self._decided_message(db, fresh))
-                raise ReviewError(f"review {review_id} was changed by someone else while you were working on it; "
-                                  "reload it, check their changes and try again (nothing of yours was saved)")
+                raise ReviewError(f"review {review_id} was changed by someone else while you were working on it (it is "
+                                  f"at version {fresh.version} now, you acted on version {version}); reload it "
+                                  f"(`roleplay review show {review_id}`), check their changes and try again with "
+                                  "that version; nothing of yours was saved")
             db.add(ReviewEvent(review_id=review_id, actor_id=actor.id, action=action, comment=comment,
                                payload={"changes": [c.model_dump(exclude_none=True) for c in changes or []]}))
         view = self.get(review_id)

@@ -57,6 +57,18 @@ def test_people_add_and_list_use_the_data_dir(isolated_settings: Path) -> None:
     assert (isolated_settings / "roleplay.db").exists()
 
 
+def test_people_remove(isolated_settings: Path) -> None:
+    run("people", "add", "learner", "--role", "learner")
+    code, out, _ = run("people", "remove", "learner", "--yes")
+    assert code == 0 and "removed learner" in out
+    assert "learner" not in run("people", "list")[1]
+    code, _, err = run("people", "remove", "learner", "--yes")
+    assert code == 1 and err.strip() == "error: no person 'learner'; `roleplay people list` shows who exists"
+    run("people", "add", "fay", "--role", "facilitator")
+    code, _, err = run("people", "remove", "fay", "--yes")
+    assert code == 1 and "only facilitator" in err and len(err.strip().splitlines()) == 1
+
+
 def test_every_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
                                                            isolated_settings: Path) -> None:
     monkeypatch.setenv("ROLEPLAY_CONCURRENCY", "abc")
@@ -79,3 +91,52 @@ def test_help_imports_no_heavy_module() -> None:
             "print(sorted(m for m in ('gradio', 'openai', 'sqlalchemy', 'chromadb', 'pydantic') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def graded(isolated_settings: Path) -> tuple[str, int]:
+    """A practised, ended and graded session in the configured store: (session id, review id)."""
+    from content import catalog
+
+    from roleplay.config import load_settings
+    from roleplay.grader import OfflineJudge, grade_session
+    from roleplay.practice import start_practice
+    from roleplay.store import Store
+
+    store = Store(load_settings().database_url)
+    for name in ("fay", "gus"):
+        store.add_person(name, "facilitator")
+    run = start_practice(store, "ana", catalog().scenario("missed-deadlines"), "novice")
+    run.open()
+    for line in ("What has been going on for you lately?", "That sounds exhausting."):
+        list(run.respond(line))
+    run.end()
+    grade_session(store, run.session_id, OfflineJudge(), catalog())
+    review_id = store.open_review_id(run.session_id)
+    store.close()
+    assert review_id is not None
+    return run.session_id, review_id
+
+
+def test_grading_a_session_twice_gives_the_same_grade(isolated_settings: Path) -> None:
+    session_id, review_id = graded(isolated_settings)
+    code, out, err = run("grade", session_id, "--offline")
+    assert code == 0, err
+    assert f"Already graded: review {review_id} is pending; nothing new was stored" in out
+    code, out, _ = run("review", "list")
+    assert out.count("pending") == 1
+
+
+def test_review_edits_need_the_version_they_were_made_on(isolated_settings: Path) -> None:
+    _, rid = graded(isolated_settings)
+    edit = ["review", "edit", str(rid), "--criterion", "empathy", "--level", "2", "--comment", "Warmer, please."]
+    assert "--version 0" in run("review", "show", str(rid))[1]
+    code, out, err = run(*edit, "--as", "fay")
+    assert code == 0, err
+    code, _, err = run(*edit[:-1], "Too quick to reassure.", "--as", "gus")  # gus reviewed version 0 too
+    assert code == 1 and "at version 1 now, you acted on version 0" in err and len(err.strip().splitlines()) == 1
+    assert run("review", "show", str(rid))[1].count("edit by") == 1  # nothing of gus's was saved
+    code, out, err = run(*edit[:-1], "Too quick to reassure.", "--as", "gus", "--version", "1")
+    assert code == 0, err
+    code, _, err = run("review", "approve", str(rid), "--as", "fay", "--version", "1")
+    assert code == 1 and "version 2" in err
+    assert run("review", "approve", str(rid), "--as", "fay", "--version", "2")[0] == 0

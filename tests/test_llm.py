@@ -356,3 +356,79 @@ def test_api_version_selects_azure_routing(stub_llm: StubOpenAI, monkeypatch: py
     [request] = stub_llm.requests
     assert request.path == "/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21"
     assert request.headers["api-key"] == "azure-key"
+
+
+# -- limits of one call: deadline, size, max_tokens (against the fault server) ---------------------------------------
+
+from fault_server import FaultServer, fault_server  # noqa: E402,F401  (fixture)
+
+
+def limited(server: FaultServer, fault: str, **overrides: object) -> OpenAIChatModel:
+    options: dict = {"model": "fault-model", "base_url": server.base_url(fault), "timeout": 1.0, "max_retries": 2,
+                     "backoff_base": 0.01, "deadline": 2.0, "reply_max_tokens": 50, "structured_max_tokens": 300}
+    options.update(overrides)
+    return track(OpenAIChatModel(**options))
+
+
+@pytest.mark.parametrize("call", ["stream", "structured"])
+def test_a_keep_alive_trickle_is_cut_at_the_deadline(fault_server: FaultServer, call: str) -> None:
+    fault_server.reply = {"score": 3, "reason": "fine"}
+    model = limited(fault_server, "trickle")  # a keep-alive every 0.2 s: no read ever waits 1 s
+    with pytest.raises(ProviderError) as info:
+        if call == "stream":
+            list(model.stream(USER))
+        else:
+            model.structured(USER, Verdict)
+    assert "ROLEPLAY_DEADLINE=2s" in str(info.value) and "\n" not in str(info.value)
+    event = fault_server.wait_for_events(1)[0]
+    assert event.disconnected  # the client left before the reply came (it comes after 50 keep-alives)
+
+
+def test_a_hanging_endpoint_gets_no_attempt_after_the_deadline(fault_server: FaultServer) -> None:
+    model = limited(fault_server, "hang", timeout=1.0, max_retries=8, deadline=2.5)
+    with pytest.raises(ProviderError) as info:
+        model.chat(USER)
+    assert "ROLEPLAY_DEADLINE=2.5s" in str(info.value)
+    assert info.value.attempts <= 3  # 1 s per attempt: nine were allowed by ROLEPLAY_MAX_RETRIES alone
+    assert len(fault_server.wait_for_events(info.value.attempts)) <= 3
+
+
+@pytest.mark.parametrize("call", ["stream", "chat"])
+def test_a_huge_reply_is_dropped_unread(fault_server: FaultServer, call: str) -> None:
+    model = limited(fault_server, "huge", deadline=60.0)
+    with pytest.raises(ProviderError) as info:
+        if call == "stream":
+            list(model.stream(USER))
+        else:
+            model.chat(USER)
+    assert "passed" in str(info.value) and "bytes" in str(info.value) and "50 tokens" in str(info.value)
+    event = fault_server.wait_for_events(1)[0]
+    assert event.disconnected and event.bytes_sent < fault_server.huge_bytes
+    assert info.value.attempts == 1  # never retried
+
+
+def test_a_cut_stream_is_an_error_not_a_short_reply(fault_server: FaultServer) -> None:
+    model = limited(fault_server, "cut")
+    with pytest.raises(ProviderError, match="stream interrupted after"):
+        list(model.stream(USER))
+
+
+def test_every_call_asks_for_max_tokens_sized_to_its_task(fault_server: FaultServer) -> None:
+    fault_server.keepalives = 0
+    fault_server.reply = {"score": 3, "reason": "fine"}
+    model = limited(fault_server, "trickle")
+    list(model.stream(USER))
+    model.structured(USER, Verdict)
+    model.chat(USER, GenerationSettings(max_tokens=7))
+    assert [e.max_tokens for e in fault_server.wait_for_events(3)] == [50, 300, 7]
+
+
+def test_the_settings_size_persona_and_grading_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLEPLAY_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("ROLEPLAY_DEADLINE", "30")
+    monkeypatch.setenv("ROLEPLAY_MAX_REPLY_TOKENS", "200")
+    model = track(OpenAIChatModel.from_settings(load_settings()))
+    assert (model.deadline, model.reply_max_tokens, model.structured_max_tokens) == (30.0, 200, 4000)
+    monkeypatch.setenv("ROLEPLAY_DEADLINE", "0")
+    with pytest.raises(ConfigError, match="ROLEPLAY_DEADLINE"):
+        load_settings()

@@ -111,7 +111,7 @@ def test_passwords_are_hashed_and_checked(store: Store) -> None:
 
         stored = db.scalar(select(Person.password_hash).where(Person.username == "dana"))
     assert "s3cret-pass" not in stored and stored.startswith("$argon2id$")
-    with pytest.raises(RoleplayError, match="at least 4"):
+    with pytest.raises(RoleplayError, match="at least 10"):
         store.set_password("dana", "abc")
 
 
@@ -143,10 +143,46 @@ def test_an_older_pbkdf2_password_still_signs_in_and_is_rehashed(store: Store) -
     assert store.authenticate("olga", "old-pass") is not None  # and the new hash works
 
 
-def test_demo_people_only_on_an_empty_database(store: Store) -> None:
-    assert store.seed_demo_people() == ["learner", "facilitator", "designer"]
+def test_demo_people_are_seeded_idempotently_even_when_others_exist(store: Store) -> None:
+    store.add_person("ana", "learner")
+    store.ensure_person("learner", "learner")  # no password, as `roleplay practice --user learner` leaves it
+    first = store.seed_demo_people()
+    assert [(a.username, a.action) for a in first] == [("learner", "password set"), ("facilitator", "created"),
+                                                       ("designer", "created")]
     assert store.authenticate("facilitator", "facilitator").role == "facilitator"  # type: ignore[union-attr]
-    assert store.seed_demo_people() == []
+    assert store.authenticate("learner", "learner") is not None
+    assert {a.action for a in store.seed_demo_people()} == {"unchanged"}
+    assert [p.username for p in store.people()] == ["ana", "designer", "facilitator", "learner"]
+    assert store.sign_in_count() == 3
+
+
+def test_removing_a_person_removes_everything_that_is_theirs(store: Store) -> None:
+    from sqlalchemy import func, select
+
+    from roleplay.models import GradeRow, PracticeSession, ReviewEvent, ReviewRow, TurnRow
+
+    ana = store.add_person("ana", "learner")
+    store.add_person("fay", "facilitator")
+    store.add_person("gus", "facilitator")
+    sess = store.start_session(ana.id, "missed-deadlines", "novice", "offline")
+    store.add_turn(sess.id, "learner", "What has been going on?")
+    grade = store.add_grade(sess.id, "offline", "coaching-conversation", {"criteria": []}, 2.5, True)
+    with store.session() as db:
+        review = db.scalar(select(ReviewRow).where(ReviewRow.grade_id == grade.id))
+        db.add(ReviewEvent(review_id=review.id, actor_id=store.person("fay").id, action="approve"))
+        review.decided_by = store.person("fay").id
+    with pytest.raises(RoleplayError, match="reviewed or signed off other people's work"):
+        store.remove_person("fay")  # her decision on ana's session is kept history
+    assert store.remove_person("ana") == 1
+    with store.session() as db:
+        left = [db.scalar(select(func.count()).select_from(t)) for t in (PracticeSession, TurnRow, GradeRow,
+                                                                          ReviewRow, ReviewEvent)]
+    assert left == [0, 0, 0, 0, 0]
+    assert store.remove_person("fay") == 0  # nothing of others' names her any more
+    with pytest.raises(RoleplayError, match="only facilitator"):
+        store.remove_person("gus")
+    with pytest.raises(NotFoundError, match="roleplay people list"):
+        store.remove_person("nobody")
 
 
 def test_upgrading_an_old_database_keeps_its_data(db_url: str) -> None:
@@ -167,6 +203,6 @@ def test_upgrading_an_old_database_keeps_its_data(db_url: str) -> None:
     old.close()
     new = Store(db_url)
     assert new.person("old").display_name == "Old Timer"
-    new.set_password("old", "pass-word")
-    assert new.authenticate("old", "pass-word") is not None
+    new.set_password("old", "pass-word-2026")
+    assert new.authenticate("old", "pass-word-2026") is not None
     new.close()

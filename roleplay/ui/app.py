@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -11,7 +12,8 @@ import gradio as gr  # noqa: E402
 
 from roleplay.ui import author_page, calibrate_page, practice_page, progress_page, review_page  # noqa: E402  (submodules)
 from roleplay.context import AppContext  # noqa: E402
-from roleplay.ui.common import auth_callable, handler, signed_in, use_context  # noqa: E402
+from roleplay.reader import MAX_TURN_CHARS  # noqa: E402
+from roleplay.ui.common import CLIENT, auth_callable, handler, signed_in, use_context  # noqa: E402
 from roleplay.ui.render import CSS  # noqa: E402
 
 PAGES = (  # (tab id, label, module, roles that use it)
@@ -39,7 +41,8 @@ def build_app(context: AppContext | None = None) -> gr.Blocks:
     """Build the app (not launched) on `context` (built from the environment when None); launch it with
     `launch_options()`."""
     app = use_context(context or AppContext())
-    with gr.Blocks(title="roleplay: practise hard conversations") as demo:
+    _private_gradio_cache(app)
+    with gr.Blocks(title="roleplay: practise hard conversations", delete_cache=(CACHE_MAX_AGE, CACHE_MAX_AGE)) as demo:
         with gr.Row():
             gr.Markdown("## roleplay\nPractise hard conversations with a persona; a facilitator reviews your "
                         "feedback before it counts.", elem_id="app-title")
@@ -60,7 +63,91 @@ def build_app(context: AppContext | None = None) -> gr.Blocks:
     return demo
 
 
+MAX_REQUEST_BYTES = 2 * 1024 * 1024  # a request body; the largest real one is a scenario YAML (512 KiB at most)
+MAX_UPLOAD = "1mb"  # Gradio's own cap on uploaded files
+
+
+class RequestGuard:
+    """ASGI middleware in front of the app: refuses oversize request bodies with 413 before anything reads them,
+    and remembers each request's client address for the sign-in throttle.
+
+    Behind a reverse proxy on the same machine uvicorn already puts the proxy's X-Forwarded-For address in the
+    request; for a proxy elsewhere, list its address in FORWARDED_ALLOW_IPS.
+    """
+
+    def __init__(self, app: Any, max_body: int = MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await self._refuse(send)
+            return
+        if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            receive = await self._buffered(receive)  # a chunked body: read (up to the cap) before the app sees it
+            if receive is None:
+                await self._refuse(send)
+                return
+        client = scope.get("client")
+        token = CLIENT.set(str(client[0]) if client else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CLIENT.reset(token)
+
+    async def _buffered(self, receive: Any) -> Any:
+        """`receive` replaying a body read up to the cap, or None when the body is larger."""
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message.get("type") != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_body:
+                return None
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> dict[str, Any]:
+            return messages.pop(0) if messages else await receive()
+
+        return replay
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps({"error": f"request larger than {self.max_body:,} bytes, so nothing was done; a turn has "
+                                   f"at most {MAX_TURN_CHARS:,} characters and an upload at most {MAX_UPLOAD}"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+AUTH_MESSAGE = ("Sign in with your roleplay account. After a few failed attempts sign-in pauses for some minutes; "
+                "ask an administrator if you forgot your password.")
+
+
+CACHE_MAX_AGE = 3600  # seconds Gradio keeps the copies of files it served
+_GRADIO_TEMP: list[str] = []  # the GRADIO_TEMP_DIR this module set, so a later app may move it
+
+
+def _private_gradio_cache(app: AppContext) -> None:
+    """Keep Gradio's copies of served files in the app's private folder, unless the operator chose a place."""
+    current = os.environ.get("GRADIO_TEMP_DIR")
+    if current and current not in _GRADIO_TEMP:
+        return
+    folder = str(app.downloads.gradio)
+    os.environ["GRADIO_TEMP_DIR"] = folder
+    _GRADIO_TEMP.append(folder)
+
+
 def launch_options() -> dict[str, Any]:
-    """Keyword arguments for `demo.launch()`: sign-in, theme and styles."""
-    return {"auth": auth_callable(), "auth_message": "Sign in with your roleplay account.", "theme": THEME, "css": CSS,
-            "footer_links": []}
+    """Keyword arguments for `demo.launch()`: sign-in (throttled), theme, styles, the request guard and upload cap."""
+    from starlette.middleware import Middleware
+
+    return {"auth": auth_callable(), "auth_message": AUTH_MESSAGE, "theme": THEME, "css": CSS,
+            "footer_links": [], "max_file_size": MAX_UPLOAD, "app_kwargs": {"middleware": [Middleware(RequestGuard)]}}

@@ -7,6 +7,7 @@ import inspect
 import logging
 import os
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -106,9 +107,9 @@ def _message(exc: BaseException) -> gr.Error:
         title = {"PermissionDenied": "Not allowed", "ReviewError": "Review not saved", "NotFoundError": "Not found",
                  "ProviderError": "Model unavailable", "GradingError": "Grading failed"}.get(type(exc).__name__, "Error")
         return gr.Error(str(exc), title=title, print_exception=False)
-    log.exception("unexpected error in a UI handler", exc_info=exc)
-    return gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). Nothing was lost; try again.",
-                    title="Unexpected error")
+    log.error("error in a UI handler", exc_info=exc)
+    return gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Nothing stored was lost; try again, "
+                    "and tell your administrator if it keeps happening.", title="Server error", print_exception=False)
 
 
 def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,21 +136,36 @@ def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+CLIENT: ContextVar[str | None] = ContextVar("roleplay_client", default=None)
+"""The address of the client whose HTTP request is being served (set by the app's middleware)."""
+
+
 def auth_callable() -> Callable[[str, str], Any]:
-    """The `launch(auth=...)` check: the store's password check, run in a worker thread.
+    """The `launch(auth=...)` check: the store's password check, throttled per username and client, in a thread.
 
     Gradio awaits an async check; hashing a password takes tens of milliseconds of CPU and would otherwise
-    block every other request on the event loop.
+    block every other request on the event loop. A paused sign-in answers 429 with Retry-After.
     """
     import asyncio
+    import math
 
-    def check_sync(username: str, password: str) -> bool:
+    from fastapi import HTTPException
+
+    from roleplay.signin import SignInPaused
+
+    def check_sync(username: str, password: str, client: str | None) -> bool:
         try:
-            return store().authenticate(username, password) is not None
+            return ctx().signin.check(username, password, client) is not None
+        except SignInPaused:
+            raise
         except RoleplayError:
             return False
 
     async def check(username: str, password: str) -> bool:
-        return await asyncio.to_thread(check_sync, username, password)
+        try:
+            return await asyncio.to_thread(check_sync, username, password, CLIENT.get())
+        except SignInPaused as exc:
+            raise HTTPException(status_code=429, detail=str(exc),
+                                headers={"Retry-After": str(math.ceil(exc.retry_after))}) from None
 
     return check

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from roleplay.errors import RoleplayError
-from roleplay.grader import grade_session, transcript_of_session
+from roleplay.grader import transcript_of_session
 from roleplay.models import Person, PracticeSession
-from roleplay.practice import check_owner, engine_notice, start_practice
+from roleplay.practice import check_message, check_owner, engine_notice, start_practice
+from roleplay.reader import MAX_TURN_CHARS
 from roleplay.scenario import LEVELS, SPRINTS
 from roleplay.ui import render
 from roleplay.ui.common import ctx, gate, handler, page_frame, require, store
@@ -20,7 +19,6 @@ from roleplay.ui.common import ctx, gate, handler, page_frame, require, store
 PAGE = "Practice"
 ROLES = ("learner",)
 Messages = list[dict[str, Any]]
-_DOWNLOADS = Path(tempfile.gettempdir()) / "roleplay-downloads"
 
 
 def sprint_label(sprint: str) -> str:
@@ -83,11 +81,9 @@ def _download_path(session_id: str) -> str:
     transcript, scenario_id = transcript_of_session(store(), session_id)
     scn = ctx().catalog.scenarios.get(scenario_id)
     persona = scn.persona.name if scn else "Persona"
-    _DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    path = _DOWNLOADS / f"transcript-{session_id}.txt"
     head = f"{scn.title if scn else scenario_id} ({transcript.level})\n\n"
-    path.write_text(head + transcript.to_text(learner="You", persona=persona) + "\n", encoding="utf-8")
-    return str(path)
+    text = head + transcript.to_text(learner="You", persona=persona) + "\n"
+    return str(ctx().downloads.write(f"transcript-{session_id}.txt", text))
 
 
 def feedback_html(session_id: str) -> str:
@@ -173,6 +169,7 @@ def start(scenario_id: str | None, level: str, request: gr.Request) -> tuple[Any
 @handler
 def send(message: str, chat: Messages, session_id: str | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
     """Send the learner's line and stream the persona's reply."""
+    check_message(message)  # an oversize message is refused before anything else is done
     person = require(request, PAGE, *ROLES)
     sess = _own_session(session_id, person)
     if not (message or "").strip():
@@ -193,15 +190,11 @@ def end(session_id: str | None, request: gr.Request, progress: gr.Progress = gr.
     person = require(request, PAGE, *ROLES)
     sess = _own_session(session_id, person)
     off = gr.update(interactive=False)
-    if not store().grades_for(sess.id):
-        progress(0.05, desc="Saving your conversation")
-        run = ctx().run(sess.id)
-        run.end()
-        if not run.conversation.transcript.learner_turns:
-            raise gr.Error("You have not said anything yet, so there is nothing to grade.", print_exception=False)
-        progress(0.3, desc="Grading against the rubric")
-        grade_session(store(), sess.id, ctx().judge(), ctx().catalog)
-        progress(1.0, desc="Sent to your facilitator")
+    progress(0.05, desc="Saving your conversation")
+    run = ctx().run(sess.id)
+    progress(0.3, desc="Grading against the rubric")
+    run.end_and_grade(ctx().judge(), ctx().catalog)  # once, however many tabs press End
+    progress(1.0, desc="Sent to your facilitator")
     status = "Session ended and graded. A facilitator reviews the grade before you see it."
     return (status, feedback_html(sess.id), off, off, off,
             gr.update(value=_download_path(sess.id), visible=True), gr.update(choices=_session_choices(person)))
@@ -269,7 +262,7 @@ def build() -> dict[str, Any]:
             chat = gr.Chatbot(label="Conversation", elem_id="practice-chat", height=440, buttons=["copy_all"])
             with gr.Row():
                 box = gr.Textbox(label="Your line", placeholder="Say something to the persona…", interactive=False,
-                                 elem_id="practice-input", scale=5, lines=1)
+                                 elem_id="practice-input", scale=5, lines=1, max_length=MAX_TURN_CHARS)
                 send_btn = gr.Button("Send", interactive=False, elem_id="practice-send", scale=1)
             with gr.Row():
                 end_btn = gr.Button("End session & get feedback", interactive=False, variant="stop",

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from roleplay.buddies import BuddyService
+from roleplay.buddies import MAX_NOTE, BuddyService
 from roleplay.errors import RoleplayError
 from roleplay.review import approved_results
 from roleplay.ui import render
@@ -18,7 +16,7 @@ from roleplay.ui.common import ctx, gate, handler, page_frame, require
 PAGE = "Progress"
 ROLES = ("learner",)
 QUESTION_SLOTS = 8  # a pre-assessment has 5-8 questions
-_CREDENTIALS = Path(tempfile.gettempdir()) / "roleplay-credentials"
+USERNAME_MAX = 100  # the length of the people.username column
 
 
 def _criterion_names() -> dict[str, str]:
@@ -79,12 +77,10 @@ def _status_md(status: Any, programme: Any) -> str:
 
 def _credential_files(svc: Any, username: str, status: Any) -> list[str]:
     files = []
-    _CREDENTIALS.mkdir(parents=True, exist_ok=True)
     for s in status.sprints:
         if s.certified:
-            path = _CREDENTIALS / f"{username}-{s.sprint}-credential.json"
-            path.write_text(json.dumps(svc.certificate(username, s.sprint), indent=2), encoding="utf-8")
-            files.append(str(path))
+            text = json.dumps(svc.certificate(username, s.sprint), indent=2)
+            files.append(str(ctx().downloads.write(f"{username}-{s.sprint}-credential.json", text)))
     return files
 
 
@@ -170,6 +166,9 @@ def set_buddy(buddy: str, request: gr.Request) -> tuple[Any, ...]:
     name = (buddy or "").strip()
     if not name:
         raise gr.Error("Type your buddy's username first.", print_exception=False)
+    if len(name) > USERNAME_MAX:
+        raise gr.Error(f"A username has at most {USERNAME_MAX} characters.", print_exception=False)
+    ctx().store.learner(name)  # one answer for unknown people and other roles: names are not revealed
     ctx().buddies.name_buddy(person.username, name)
     gr.Info(f"{name} is now your learning buddy; share sessions with them from the Practice page.")
     return certification_outputs(person.username)
@@ -235,13 +234,14 @@ def build() -> dict[str, Any]:
                            elem_id="progress-levels")
         with gr.Accordion("Learning buddy", open=False, elem_id="progress-buddy-panel"):
             with gr.Row():
-                buddy = gr.Textbox(label="Your learning buddy (username)", elem_id="progress-buddy", scale=3)
+                buddy = gr.Textbox(label="Your learning buddy (username)", elem_id="progress-buddy", scale=3,
+                                   max_length=USERNAME_MAX)
                 buddy_btn = gr.Button("Save buddy", elem_id="progress-buddy-save", scale=1)
             shared = gr.Dropdown(choices=[], value=None, label="Sessions shared with you", elem_id="progress-shared")
             shared_transcript = gr.HTML("", elem_id="progress-shared-transcript")
             reflections = gr.Markdown("", elem_id="progress-reflections")
             note = gr.Textbox(label="Your reflection (what went well, what to try next)", lines=2,
-                              elem_id="progress-note")
+                              elem_id="progress-note", max_length=MAX_NOTE)
             note_btn = gr.Button("Add reflection", elem_id="progress-reflect")
     cert_out = [cert, *questions, assess_btn, sprints, choose_btn, credentials, drills, buddy, shared]
     assess_btn.click(assess, questions, cert_out)
