@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from roleplay.grader import (Answer, CheckResult, CriterionGrade, Grade, finish_grade, injection_sentences,
                              level_from_checks, pick_alternative, require_learner_turns)
+from roleplay.level_model import CheckFigures, LevelModel, criterion_features
 from roleplay.reader import ReadContext, content_words
 from roleplay.rubric import Criterion, Rubric
 from roleplay.transcript import Transcript
@@ -216,6 +217,17 @@ def count_against(moves: tuple[str, ...] | list[str], turns: list[list[Unit]]) -
     return weight, hits
 
 
+@dataclass
+class Findings:
+    """What a criterion's checks found: answers, evidence, notes for the rationale, the model's input, the level."""
+
+    answers: dict[str, Answer]
+    evidence: list[str]
+    notes: list[str]
+    features: list[float]
+    level: int
+
+
 class OfflineJudge:
     """Grades from what each learner turn does in reply to the persona: checks, levels, evidence and feedback.
 
@@ -223,12 +235,14 @@ class OfflineJudge:
 
     Args:
         reader: The turn reader; the process's offline reader when None.
+        model: The level model (True: the shipped one if present; None or False: the rule of `level_from_checks`).
     """
 
     name = "offline"
 
-    def __init__(self, reader: TurnReader | None = None) -> None:
+    def __init__(self, reader: TurnReader | None = None, model: LevelModel | None | bool = True) -> None:
         self._reader = reader
+        self.model: LevelModel | None = LevelModel.load() if model is True else model or None
 
     @property
     def reader(self) -> TurnReader:
@@ -243,14 +257,21 @@ class OfflineJudge:
         """Grade the learner's side of `transcript` against `rubric`."""
         require_learner_turns(transcript)
         turns = read_transcript(transcript, scenario, self.reader)
-        criteria = [self._criterion(c, turns, scenario, transcript) for c in rubric.criteria]
+        criteria = [self._criterion(c, self.findings(c, turns, rubric.id), turns, scenario, transcript)
+                    for c in rubric.criteria]
         return finish_grade(rubric, self.name, criteria, flagged=injection_sentences(transcript))
 
-    def _criterion(self, criterion: Criterion, turns: list[list[Unit]], scenario: Scenario | None,
-                   transcript: Transcript) -> CriterionGrade:
+    def features(self, transcript: Transcript, rubric: Rubric, scenario: Scenario | None = None) -> dict[str, list[float]]:
+        """The level model's input per criterion (what training reads)."""
+        turns = read_transcript(transcript, scenario, self.reader)
+        return {c.id: self.findings(c, turns, rubric.id).features for c in rubric.criteria}
+
+    def findings(self, criterion: Criterion, turns: list[list[Unit]], rubric_id: str = "") -> Findings:
+        """What each check of `criterion` found in the conversation, and the level those findings give."""
         answers: dict[str, Answer] = {}
         evidence: list[str] = []
         notes: list[str] = []
+        figures: list[CheckFigures] = []
         for check in criterion.checks:
             answer: Answer
             if check.expect == "present":
@@ -259,21 +280,39 @@ class OfflineJudge:
                 answer = found.answer(check.min_count)  # type: ignore[assignment]
                 evidence.extend(found.quotes[:2])
                 notes.append(f"{check.question.rstrip('?')}: {answer} ({n} turn{'s' if n != 1 else ''})")
+                figures.append(CheckFigures("present", check.min_count, found.earned, found.generic))
             else:
                 weight, hits = count_against(check.moves, turns)
                 answer = "yes" if weight == 0 else "partial" if weight < check.min_count else "no"
                 evidence.extend(hits[:1])
                 notes.append(f"{check.question.rstrip('?')}: {answer}")
+                figures.append(CheckFigures("absent", check.min_count, weight))
             answers[check.id] = answer
-        level = level_from_checks(criterion, answers)
+        rule = level_from_checks(criterion, answers)
+        features = criterion_features(figures, rule)
+        level = rule
+        present = [c.id for c in criterion.checks if c.expect == "present"]
+        if self.model is not None and not (present and all(answers[c] == "no" for c in present)):
+            # the model says how much is enough; it never lifts a level above what the anchors allow (blame: 2),
+            # and a criterion with no evidence at all stays at 1 whatever the model says
+            from roleplay.llm_judge import level_cap
+
+            # and a criterion with some evidence of what it looks for is at least level 2 ("occasional", "one or two")
+            floor = 2 if any(f.earned for f in figures if f.expect == "present") else 1
+            level = min(max(self.model.level(features, f"{rubric_id}/{criterion.id}"), floor),
+                        level_cap(criterion, answers))
+        return Findings(answers, list(dict.fromkeys(evidence))[:3], notes, features, level)
+
+    def _criterion(self, criterion: Criterion, found: Findings, turns: list[list[Unit]], scenario: Scenario | None,
+                   transcript: Transcript) -> CriterionGrade:
+        level = found.level
         better = self._better(criterion, turns, scenario, transcript, level)
-        rationale = f"Level {level}: {criterion.levels.get(level, '')} " + "; ".join(notes) + "."
+        rationale = f"Level {level}: {criterion.levels.get(level, '')} " + "; ".join(found.notes) + "."
         if level <= 2:
             rationale += f" Tip: {criterion.tip}"
         return CriterionGrade(criterion_id=criterion.id, level=level,
-                              checks=[CheckResult(id=k, answer=v) for k, v in answers.items()],
-                              evidence=list(dict.fromkeys(evidence))[:3], rationale=rationale,
-                              better_alternative=better)
+                              checks=[CheckResult(id=k, answer=v) for k, v in found.answers.items()],
+                              evidence=found.evidence, rationale=rationale, better_alternative=better)
 
     @staticmethod
     def _better(criterion: Criterion, turns: list[list[Unit]], scenario: Scenario | None, transcript: Transcript,
