@@ -5,7 +5,7 @@
     python benchmarks/run.py --only persona   # one section (repeatable: --only grading --only batch)
     python benchmarks/run.py --only persona --profile   # plus a cProfile of the engine's per-turn path
 
-Sections: persona (1), streaming (2), grading (3), batch (4), sessions (5), offline (6), reader (7). All traffic stays on
+Sections: persona (1), streaming (2), grading (3), batch (4), sessions (5), offline (6), reader (7), login (8). All traffic stays on
 127.0.0.1; all data goes to a temp dir that is removed at the end; only benchmarks/results.md is written.
 See benchmarks/README.md for what each figure means.
 """
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from benchlib import BENCH_DIR, SectionResult, StubProcess, isolate, machine
 
-SECTIONS = ("persona", "streaming", "grading", "batch", "sessions", "offline", "reader")
+SECTIONS = ("persona", "streaming", "grading", "batch", "sessions", "offline", "reader", "login")
 NUMBER = {name: str(i) for i, name in enumerate(SECTIONS, 1)}
 
 
@@ -101,6 +101,10 @@ def _run_section(name: str, stub: StubProcess, args: argparse.Namespace) -> Sect
         import reader
 
         return reader.run(quick=args.quick)
+    if name == "login":
+        import bench_login
+
+        return bench_login.run(quick=args.quick)
     import bench_offline
 
     return bench_offline.run(quick=args.quick)

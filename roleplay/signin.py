@@ -9,6 +9,7 @@ clears its username's count. Counts live in this process (bounded), so each app 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -66,10 +67,14 @@ class SignInThrottle:
 
     @staticmethod
     def keys(username: str, client: str | None) -> list[tuple[str, int]]:
-        """The throttle keys of one attempt, with the failure multiple each one allows."""
-        keys = [(f"user:{username.strip().casefold()}", 1)]
+        """The throttle keys of one attempt, with the failure multiple each one allows.
+
+        Usernames are kept as digests, so made-up long ones cost no more memory than real ones.
+        """
+        name = hashlib.sha256(username.strip().casefold().encode("utf-8", "replace")).hexdigest()
+        keys = [(f"user:{name}", 1)]
         if client:
-            keys.append((f"client:{client}", CLIENT_FACTOR))
+            keys.append((f"client:{client[:64]}", CLIENT_FACTOR))
         return keys
 
     def wait(self, username: str, client: str | None = None) -> float:

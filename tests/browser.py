@@ -93,8 +93,8 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-def sign_in(browser: object, app: App, username: str, password: str = PASSWORD) -> object:
-    """A fresh browser context signed in as `username`; returns its page, showing the app."""
+def login_page(browser: object, app: App) -> object:
+    """A fresh browser context on the app's sign-in form; returns its page."""
     from playwright.sync_api import expect
 
     context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)  # type: ignore[attr-defined]
@@ -102,9 +102,24 @@ def sign_in(browser: object, app: App, username: str, password: str = PASSWORD) 
     page = context.new_page()
     page.goto(app.url)
     expect(page.get_by_label("username")).to_be_visible()
-    page.get_by_label("username").fill(username)
-    page.get_by_label("password").fill(password)
-    page.get_by_role("button", name="Login").click()
+    return page
+
+
+def submit_login(page: object, username: str, password: str) -> int:
+    """Fill and send the sign-in form; returns the HTTP status of the sign-in request."""
+    page.get_by_label("username").fill(username)  # type: ignore[attr-defined]
+    page.get_by_label("password").fill(password)  # type: ignore[attr-defined]
+    with page.expect_response(lambda r: r.url.rstrip("/").endswith("/login")) as response:  # type: ignore[attr-defined]
+        page.get_by_role("button", name="Login").click()  # type: ignore[attr-defined]
+    return response.value.status
+
+
+def sign_in(browser: object, app: App, username: str, password: str = PASSWORD) -> object:
+    """A fresh browser context signed in as `username`; returns its page, showing the app."""
+    from playwright.sync_api import expect
+
+    page = login_page(browser, app)
+    assert submit_login(page, username, password) == 200
     expect(page.locator("#whoami-user")).to_have_text(username)
     return page
 

@@ -371,7 +371,7 @@ def limited(server: FaultServer, fault: str, **overrides: object) -> OpenAIChatM
 
 
 @pytest.mark.parametrize("call", ["stream", "structured"])
-def test_a_keep_alive_trickle_is_cut_at_the_deadline(fault_server: FaultServer, call: str) -> None:
+def test_a_keep_alive_trickle_is_cut_at_the_deadline(fault_server: FaultServer, call: str) -> None:  # noqa: F811 - the fixture imported above
     fault_server.reply = {"score": 3, "reason": "fine"}
     model = limited(fault_server, "trickle")  # a keep-alive every 0.2 s: no read ever waits 1 s
     with pytest.raises(ProviderError) as info:
@@ -384,7 +384,7 @@ def test_a_keep_alive_trickle_is_cut_at_the_deadline(fault_server: FaultServer, 
     assert event.disconnected  # the client left before the reply came (it comes after 50 keep-alives)
 
 
-def test_a_hanging_endpoint_gets_no_attempt_after_the_deadline(fault_server: FaultServer) -> None:
+def test_a_hanging_endpoint_gets_no_attempt_after_the_deadline(fault_server: FaultServer) -> None:  # noqa: F811 - the fixture imported above
     model = limited(fault_server, "hang", timeout=1.0, max_retries=8, deadline=2.5)
     with pytest.raises(ProviderError) as info:
         model.chat(USER)
@@ -394,7 +394,7 @@ def test_a_hanging_endpoint_gets_no_attempt_after_the_deadline(fault_server: Fau
 
 
 @pytest.mark.parametrize("call", ["stream", "chat"])
-def test_a_huge_reply_is_dropped_unread(fault_server: FaultServer, call: str) -> None:
+def test_a_huge_reply_is_dropped_unread(fault_server: FaultServer, call: str) -> None:  # noqa: F811 - the fixture imported above
     model = limited(fault_server, "huge", deadline=60.0)
     with pytest.raises(ProviderError) as info:
         if call == "stream":
@@ -407,13 +407,13 @@ def test_a_huge_reply_is_dropped_unread(fault_server: FaultServer, call: str) ->
     assert info.value.attempts == 1  # never retried
 
 
-def test_a_cut_stream_is_an_error_not_a_short_reply(fault_server: FaultServer) -> None:
+def test_a_cut_stream_is_an_error_not_a_short_reply(fault_server: FaultServer) -> None:  # noqa: F811 - the fixture imported above
     model = limited(fault_server, "cut")
     with pytest.raises(ProviderError, match="stream interrupted after"):
         list(model.stream(USER))
 
 
-def test_every_call_asks_for_max_tokens_sized_to_its_task(fault_server: FaultServer) -> None:
+def test_every_call_asks_for_max_tokens_sized_to_its_task(fault_server: FaultServer) -> None:  # noqa: F811 - the fixture imported above
     fault_server.keepalives = 0
     fault_server.reply = {"score": 3, "reason": "fine"}
     model = limited(fault_server, "trickle")

@@ -170,6 +170,7 @@ def test_one_client_trying_many_usernames_is_paused(tmp_path: Path) -> None:
     with pytest.raises(SignInPaused):
         signin.check("fresh-name", "guess", "10.9.9.9")
     assert signin.check("fresh-name", "guess", "10.1.1.1") is None  # other clients are not affected
+    assert max(len(key) for key, _ in signin.throttle.keys("x" * 1_000_000, "10.1.1.1")) < 100  # bounded memory
     store.close()
 
 
@@ -419,7 +420,7 @@ def test_the_store_refuses_an_oversize_turn_or_grade_whole(tmp_path: Path) -> No
     store.close()
 
 
-def test_a_huge_persona_reply_or_grade_from_the_endpoint_stores_nothing(fault_server: FaultServer,
+def test_a_huge_persona_reply_or_grade_from_the_endpoint_stores_nothing(fault_server: FaultServer,  # noqa: F811 - the fixture imported above
                                                                         tmp_path: Path) -> None:
     from content import catalog
 

@@ -14,11 +14,13 @@ from browser import (  # noqa: F401
     browser,
     choose,
     content_dirs,
+    login_page,
     needs_chromium,
     open_tab,
     publish_screenshots,
     shot,
     sign_in,
+    submit_login,
 )
 
 pytestmark = [pytest.mark.browser, needs_chromium]
@@ -255,6 +257,28 @@ def test_whole_story(browser, engine: str, app: App) -> None:  # type: ignore[no
         page.context.close()
     if engine == "offline":  # the scripted persona's varied lines make the better README pictures
         assert len(publish_screenshots("offline")) == len(SCREENS)
+
+
+def test_sign_in_pauses_after_failures_and_the_practice_box_stops_at_its_limit(browser, app: App) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Five wrong passwords pause sign-in for that username, even with the right one; a turn stops at 4,000
+    characters in the box itself."""
+    from playwright.sync_api import expect
+
+    page = login_page(browser, app)
+    statuses = [submit_login(page, "dee", "not the password") for _ in range(5)]
+    assert statuses == [400] * 5
+    assert submit_login(page, "dee", "practise-2026") == 429  # the right password, but paused
+    expect(page.locator("#whoami-user")).to_have_count(0)
+    page.context.close()
+
+    learner = sign_in(browser, app, "ana")  # another username from the same browser is not paused
+    choose(learner, "practice-scenario", "Missed deadlines")
+    learner.locator("#practice-start").click()
+    box = learner.locator("#practice-input textarea")
+    expect(box).to_be_editable()
+    box.fill("a" * 5000)
+    assert len(box.input_value()) == 4000
+    learner.context.close()
 
 
 def test_stub_grade_quotes_learner_lines() -> None:

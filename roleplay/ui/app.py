@@ -14,7 +14,7 @@ from roleplay.ui import author_page, calibrate_page, practice_page, progress_pag
 from roleplay.context import AppContext  # noqa: E402
 from roleplay.reader import MAX_TURN_CHARS  # noqa: E402
 from roleplay.ui.common import CLIENT, auth_callable, handler, signed_in, use_context  # noqa: E402
-from roleplay.ui.render import CSS  # noqa: E402
+from roleplay.ui.render import CSS, esc  # noqa: E402
 
 PAGES = (  # (tab id, label, module, roles that use it)
     ("practice", "Practice", practice_page, practice_page.ROLES),
@@ -31,8 +31,8 @@ def who(request: gr.Request) -> tuple[str, Any]:
     """The signed-in banner, and the first tab this person's role uses."""
     person = signed_in(request)
     first = next((tab for tab, _, _, roles in PAGES if person.role in roles), "practice")
-    banner = (f'<div class="rp-banner" id="whoami">Signed in as <b>{person.display_name}</b> '
-              f'(<span id="whoami-user">{person.username}</span>, {person.role}) · '
+    banner = (f'<div class="rp-banner" id="whoami">Signed in as <b>{esc(person.display_name)}</b> '
+              f'(<span id="whoami-user">{esc(person.username)}</span>, {person.role}) · '
               f'<a href="/logout" id="signout">Sign out</a></div>')
     return banner, gr.Tabs(selected=first)
 
