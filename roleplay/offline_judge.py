@@ -5,8 +5,9 @@ what the persona just said, relevance to the scenario). A sentence earns credit 
 
 * the right move (the rubric check's `moves`);
 * not a repeat of something the learner already said (repeating earns nothing);
-* specific: it takes up what the persona said (by meaning, or by sharing its content words), or, for feedback and
-  next steps, the facts of the situation. Generic lines ("I hear you", "How do you feel about that?") earn credit
+* specific: it takes up what the persona said (by meaning, or by sharing its content words; a summary may take up
+  anything said so far; an acknowledgement may answer a persona turn that just told something), or, for feedback
+  and next steps, the facts of the situation. Generic lines ("I hear you", "How do you feel about that?") earn credit
   only as far as the learner has also been specific elsewhere: a conversation of stock phrases earns nothing;
 * for feedback: stated without blame in the same turn (blame is counted by the rubric's no-blame check);
 * for next steps: concrete (what, or by when) and agreed rather than dictated (a sentence read as a directive
@@ -42,6 +43,8 @@ ECHO_WORDS = 2
 """Content words of the persona's last lines (not the situation everyone knows) a sentence must take up."""
 REPEAT_OVERLAP = 0.7
 SURE_AGAINST = 0.6
+DISCLOSURE_WORDS = 12
+"""A persona turn at least this long tells something; acknowledging it right after is responsive, not stock."""
 """The reader's confidence above which one turn that blames, dismisses or imposes counts in full."""
 """Share of content words an earlier learner sentence must hold for this one to count as a repeat."""
 
@@ -83,6 +86,7 @@ class Unit:
     turn_asks: bool = False
     for_steps: bool = False
     confidence: float = 1.0
+    after_disclosure: bool = False
 
     @property
     def main(self) -> str:
@@ -111,6 +115,8 @@ class Unit:
             return self.timed
         if move in ASKING:
             return self.specific or bool(self.situational)
+        if move in ("empathy", "affirmation"):
+            return self.specific or self.after_disclosure
         return self.specific
 
     @property
@@ -144,6 +150,8 @@ def read_transcript(transcript: Transcript, scenario: Scenario | None, reader: T
                                                      learner_lines=list(learner_lines)))
         recent = words_of(" ".join(persona_lines[-2:])) - situation
         heard = words_of(" ".join(persona_lines))
+        # a persona turn that tells something (a disclosure, a worry) invites acknowledgement of it
+        disclosed = len(persona_lines[-1].split()) >= DISCLOSURE_WORDS if persona_lines else False
         units: list[Unit] = []
         for s in reading.sentences:
             mine = words_of(s.text)
@@ -151,7 +159,9 @@ def read_transcript(transcript: Transcript, scenario: Scenario | None, reader: T
             repeat = key in said_text or (len(mine) >= 2 and any(
                 len(mine & old) / len(mine) >= REPEAT_OVERLAP for old in said))
             units.append(Unit(turn=len(turns), text=s.text, moves=tuple(s.moves), responds=s.responds,
-                              relevant=s.moves[0] != "off_topic", echoes=mine & recent,
+                              relevant=s.moves[0] != "off_topic",
+                              echoes=mine & ((heard - situation) if "summary" in s.moves else recent),
+                              after_disclosure=disclosed,
                               situational=mine & (situation | heard), repeat=repeat,
                               turn_moves=tuple(reading.moves), asks=s.text.rstrip().endswith("?"),
                               turn_asks="?" in turn.text, confidence=s.confidence))

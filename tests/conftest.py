@@ -69,3 +69,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if (item.path.name in SLOW_MODULES or name in SLOW_TESTS or item.get_closest_marker("postgres")
                 or item.get_closest_marker("browser")):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture()
+def fixed_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Web sessions get seed 0 instead of a fresh random one, so a scripted conversation plays the same every run."""
+    import roleplay.practice
+
+    monkeypatch.setattr(roleplay.practice.secrets, "randbelow", lambda n: 0)

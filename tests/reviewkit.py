@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from roleplay.grader import OfflineJudge, grade_session
-from content import catalog
+from content import GOOD_LINES, catalog
 from roleplay.practice import start_practice
 from roleplay.review import ReviewService
 from roleplay.models import ReviewRow
 from roleplay.store import Store
 
-GOOD = ["Hi Sam, thanks for making time.", "What has been going on for you lately?",
-        "It sounds like the mornings have been really hard.", "That sounds exhausting. Thank you for telling me.",
-        "The last two reports were late and the client noticed; I need them by Friday noon.",
-        "What would help you most?", "Let me check I've understood: mornings are hard and you catch up at night.",
-        "Shall we agree you flag risks by Wednesday and we check in next Monday?"]
+GOOD = GOOD_LINES
 
 
 def graded_session(store: Store, learner: str = "ana", scenario_id: str = "missed-deadlines", level: str = "novice",
@@ -21,7 +17,7 @@ def graded_session(store: Store, learner: str = "ana", scenario_id: str = "misse
     """Practise offline, grade offline, and return the id of the review that opened."""
     from sqlalchemy import select
 
-    run = start_practice(store, learner, catalog().scenario(scenario_id), level)
+    run = start_practice(store, learner, catalog().scenario(scenario_id), level, seed=0)
     run.open()
     for line in lines or GOOD:
         if run.state.ended:

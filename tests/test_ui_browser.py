@@ -22,13 +22,11 @@ from browser import (  # noqa: F401
     sign_in,
     submit_login,
 )
+from content import GOOD_EVIDENCE, GOOD_LINES
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.usefixtures("fixed_seed")]
 
-LINES = ["Hi Sam, thanks for making time.", "What has been going on for you lately?",
-         "It sounds like the mornings have been really hard.", "That sounds exhausting. Thank you for telling me.",
-         "The last two reports were late and the client noticed; I need them by Friday noon.",
-         "What would help you most?", "Let me check I've understood: mornings are hard and you catch up at night."]
+LINES = GOOD_LINES
 IN_CHARACTER = "I know the reports were late. It has been a busy few weeks for me, that is all."
 SCREENS = ["practice", "practice-feedback", "review", "review-refused", "calibrate", "author-error", "author-saved",
            "progress"]
@@ -46,7 +44,7 @@ def judge_reply(body: dict) -> dict:
         if crit:
             i = len(criteria)
             criteria.append({"criterion_id": crit.group(1), "checks": [], "level": 3,
-                             "evidence": [learner[i % len(learner)]] if learner else [],
+                             "evidence": [GOOD_EVIDENCE.get(crit.group(1), learner[i % len(learner)] if learner else "")],
                              "rationale": "Asked and listened before proposing anything.",
                              "better_alternative": "What would make next Friday work for you?"})
         elif check and criteria:
