@@ -64,7 +64,8 @@ class TokenCounter:
 def counter_for(model: str) -> TokenCounter:
     """A counter for `model`: tiktoken when its encoding is in the local cache, else an estimate; never downloads."""
     name = _encoding_name(model)
-    cached = tiktoken_cache_dir() / hashlib.sha1(_BLOBS[name].encode()).hexdigest()
+    # tiktoken names its cache files by the SHA-1 of the source URL: a file name, not security
+    cached = tiktoken_cache_dir() / hashlib.sha1(_BLOBS[name].encode(), usedforsecurity=False).hexdigest()
     if not cached.is_file():
         return TokenCounter()
     try:
