@@ -99,6 +99,7 @@ def login_page(browser: object, app: App) -> object:
 
     context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)  # type: ignore[attr-defined]
     context.set_default_timeout(TIMEOUT)
+    expect.set_options(timeout=TIMEOUT)  # assertions keep their own 5 s default otherwise; a loaded 2-core machine needs more
     page = context.new_page()
     page.goto(app.url)
     expect(page.get_by_label("username")).to_be_visible()
@@ -144,9 +145,14 @@ def settle(page: object) -> None:
     from playwright.sync_api import expect
 
     expect(page.locator('[data-testid="status-tracker"]:not(.hide)')).to_have_count(0)  # type: ignore[attr-defined]
+    from playwright.sync_api import Error as PlaywrightError
+
     for button in page.locator(".toast-close").all():  # type: ignore[attr-defined]
-        if button.is_visible():
-            button.click()
+        try:
+            if button.is_visible():
+                button.click(timeout=3000)
+        except PlaywrightError:  # the toast closed itself meanwhile
+            pass
     expect(page.locator(".toast-body")).to_have_count(0)  # type: ignore[attr-defined]
 
 

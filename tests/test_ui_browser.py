@@ -109,7 +109,7 @@ def learner_practises(page, engine: str, tag: str) -> None:  # type: ignore[no-u
         expect(box).to_be_editable()
         box.fill(line)
         box.press("Enter")
-        expect(page.locator("#practice-status")).to_contain_text(f"Turn {n} of")
+        expect(page.locator("#practice-status")).to_contain_text(re.compile(rf"Turn {n} of|after {n} of your turns"))
         expect(bot).to_have_count(n + 1)
         if engine == "llm":
             expect(bot.nth(n)).to_have_text(IN_CHARACTER)
@@ -151,12 +151,12 @@ def facilitator_reviews(page, tag: str) -> None:  # type: ignore[no-untyped-def]
     expect(page.locator("#review-transcript mark").first).to_be_visible()
     choose(page, "review-criterion", "Empathy")
     expect(page.locator("#review-feedback textarea")).not_to_have_value("")
-    page.locator("#review-level").get_by_text("2", exact=True).click()
+    page.locator("#review-level").get_by_text("4", exact=True).click()  # the AI gave 2 for this conversation
     page.locator("#review-feedback textarea").fill("You named how hard the mornings were before asking for anything.")
     page.locator("#review-reason textarea").fill("Empathy was clear and specific.")
     page.locator("#review-save-edit").click()
     expect(page.locator("#review-history")).to_contain_text("edit by fay")
-    expect(page.locator('#review-grade [data-criterion="empathy"]')).to_contain_text("2/4")
+    expect(page.locator('#review-grade [data-criterion="empathy"]')).to_contain_text("4/4")
     expect(page.locator('#review-grade [data-criterion="empathy"]')).to_contain_text("(AI level")
     page.locator("#review-comment textarea").fill("Well done: you listened first.")
     page.locator("#review-approve").click()
@@ -283,9 +283,11 @@ def test_stub_grade_quotes_learner_lines() -> None:
     """The stub's grade is well-formed for the judge (a guard on the fixture itself)."""
     from roleplay.grader import JudgeReply
 
-    body = {"messages": [{"role": "system", "content": "Criterion `empathy` - Empathy: x\n  Check `names-feeling`: q"},
+    body = {"messages": [{"role": "system", "content": "Criterion `empathy` - Empathy: x\n  Check `names-feeling`: q\n"
+                                                     "Criterion `frames-the-meeting` - Framing: x"},
                          {"role": "user", "content": "L1 (learner): Hello there\nP (persona): Hi"}],
             "response_format": {"type": "json_schema"}}
     reply = JudgeReply.model_validate(json.loads(json.dumps(stub_reply(body))))
-    assert reply.criteria[0].evidence == ["Hello there"]
+    assert reply.criteria[0].evidence == [GOOD_EVIDENCE["empathy"]] and reply.criteria[0].checks[0].id == "names-feeling"
+    assert reply.criteria[1].evidence == ["Hello there"]
     assert TIMEOUT > 0
