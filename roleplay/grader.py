@@ -166,9 +166,49 @@ def _alternatives(criterion: Criterion, scenario: Scenario | None) -> list[str]:
     return criterion.example_lines
 
 
+_SHORT_COMMON = set("the and you your his him her she for not had has was but are our get got one two its it's can "
+                    "did didn't don't all any out own way day too now new old off see say put let may who why how "
+                    "what when this that with from they them then than here there just like into over about".split())
+
+
+def line_words(text: str) -> set[str]:
+    """The words of a line that can carry content (three letters or more, not the commonest)."""
+    import re
+
+    return {w for w in re.findall(r"[a-z']{3,}", text.lower()) if w not in _SHORT_COMMON}
+
+
+def unearned_words(scenario: Scenario | None, transcript: Transcript) -> set[str]:
+    """Words of hidden facts (as stated, revealed or reacted to) that the persona never said in `transcript` and the
+    briefing does not give: a better line must not use them."""
+    if scenario is None:
+        return set()
+    known = line_words(" ".join([scenario.briefing, scenario.summary, scenario.persona.background,
+                                 *scenario.objectives, *(t.text for t in transcript.turns if t.speaker != "learner")]))
+    secret = set()
+    for f in scenario.hidden_facts:
+        secret |= line_words(" ".join(x for x in (f.fact, f.reveal_line, f.when_named or "") if x))
+    return secret - known
+
+
+def safe_alternatives(criterion: Criterion, scenario: Scenario | None, transcript: Transcript) -> list[str]:
+    """The criterion's model lines the learner could have said: none that gives away a fact the persona never told,
+    none the learner already said."""
+    from roleplay.evidence import normalise
+
+    secret = unearned_words(scenario, transcript)
+    said = {normalise(t.text) for t in transcript.learner_turns}
+    lines = [line for line in _alternatives(criterion, scenario)
+             if not (line_words(line) & secret) and normalise(line) not in said]
+    if not lines and scenario is not None:  # every scenario line leaks: the rubric's general lines
+        lines = [line for line in criterion.example_lines
+                 if not (line_words(line) & secret) and normalise(line) not in said]
+    return lines or [criterion.tip]
+
+
 def pick_alternative(criterion: Criterion, scenario: Scenario | None, transcript: Transcript) -> str:
-    """A deterministic better-alternative line for this criterion."""
-    lines = _alternatives(criterion, scenario)
+    """A deterministic better-alternative line for this criterion, from what the learner could know at the time."""
+    lines = safe_alternatives(criterion, scenario, transcript)
     digest = hashlib.sha256((criterion.id + transcript.to_text()).encode()).digest()
     return lines[digest[0] % len(lines)]
 

@@ -30,7 +30,7 @@ from roleplay.errors import RoleplayError
 from roleplay.evidence import normalise, substantive, turn_of_quote
 from roleplay.injection import screen
 from roleplay.grader import (Answer, CheckResult, CriterionGrade, Grade, finish_grade, injection_sentences,
-                             pick_alternative, require_learner_turns)
+                             line_words, pick_alternative, require_learner_turns, unearned_words)
 from roleplay.rubric import Criterion, Rubric
 from roleplay.transcript import Transcript
 
@@ -323,8 +323,9 @@ class LLMJudge:
             rationale += (f" (Needs a facilitator: level {level} has no verifiable evidence ({why}); the level is "
                           "kept for the facilitator to confirm or change.)")
         better = judged.better_alternative.strip()
-        if not better or any(normalise(better) == normalise(t.text) for t in transcript.learner_turns):
-            better = pick_alternative(criterion, scenario, transcript)
+        if (not better or any(normalise(better) == normalise(t.text) for t in transcript.learner_turns)
+                or line_words(better) & unearned_words(scenario, transcript)):
+            better = pick_alternative(criterion, scenario, transcript)  # the model's line repeats or leaks
         return CriterionGrade(criterion_id=criterion.id, level=level,
                               checks=[CheckResult(id=k, answer=v) for k, v in answers.items()],
                               evidence=evidence, rationale=rationale, supported=supported,

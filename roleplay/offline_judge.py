@@ -331,7 +331,10 @@ class OfflineJudge:
         alt = pick_alternative(criterion, scenario, transcript)
         if level >= 4:
             return alt
-        wanted = {m for c in criterion.checks if c.expect == "present" for m in c.moves}
+        # set against the learner's own line only where it tried the criterion's main behaviour and fell short, or did
+        # the opposite: a line about something else would mislead
+        main = next((c for c in criterion.checks if c.expect == "present"), None)
+        wanted = set(main.moves) if main is not None else set()
         against = {m for c in criterion.checks if c.expect == "absent" for m in c.moves}
         for units in turns:
             for u in units:

@@ -120,3 +120,38 @@ def test_gold_set_is_large_and_partly_scored_twice() -> None:
     assert len(gold) >= 60 and len({g.scenario for g in gold}) == 5
     assert sum(g.second_scores is not None for g in gold) >= 20
     assert {g.split for g in gold} == {"dev", "test"}
+
+
+def test_better_lines_never_give_away_what_the_persona_never_told(judged: Any) -> None:
+    guarded = ["Hi. You wanted to talk about the reports?", "I know. It won't happen again.", "I've just had a lot on.",
+               "Fine.", "Okay.", "If you say so."]
+    turns = [t for persona, line in zip(guarded, POOR) for t in (Turn(speaker="persona", text=persona),
+                                                                 Turn(speaker="learner", text=line))]
+    grade = judged(Transcript(scenario_id="missed-deadlines", turns=turns))
+    for c in grade.criteria:
+        assert not {"dad", "father", "stroke", "dana"} & set(c.better_alternative.lower().replace(",", " ").split()), c
+    told = judged(conversation(STRONG))  # "My dad's not been well since August" was said: lines may draw on it
+    assert all(c.better_alternative for c in told.criteria)
+
+
+def test_a_better_line_is_never_the_learners_own_and_answers_a_line_of_that_criterion(judged: Any) -> None:
+    from roleplay.evidence import normalise
+    from roleplay.offline_judge import read_transcript
+    from roleplay.reader import offline_reader
+
+    cat = catalog()
+    scn = cat.scenario("missed-deadlines")
+    rubric = cat.rubric_for(scn)
+    lines = STRONG[:6] + ["Have I got that right?", "You will send me the report by Thursday 5pm from now on."]
+    transcript = conversation(lines)
+    grade = judged(transcript)
+    units = {u.text: u for turn in read_transcript(transcript, scn, offline_reader()) for u in turn}
+    own = {normalise(line) for line in lines}
+    for c in grade.criteria:
+        assert normalise(c.better_alternative) not in own
+        if c.better_alternative.startswith('Instead of "'):
+            quoted = c.better_alternative[len('Instead of "'):].split('", try')[0]
+            checks = rubric.criterion(c.criterion_id).checks
+            main = next(ch for ch in checks if ch.expect == "present").moves
+            against = {m for ch in checks if ch.expect == "absent" for m in ch.moves}
+            assert set(units[quoted].moves) & (set(main) | against), (c.criterion_id, quoted)
