@@ -114,7 +114,10 @@ class StructuredReply(Generic[M]):
         text: The reply text it was parsed from.
         prompt_tokens: Prompt tokens summed over every request made (a re-ask costs a second prompt), or None.
         completion_tokens: Completion tokens summed likewise, or None.
-        attempts: 1, or 2 when the first reply was invalid and the model was asked again.
+        attempts: 1, or 2 when the first reply was invalid and the model was asked again (a request the endpoint
+            refused for its `response_format` is not counted).
+        mode: The structured-output mode the endpoint accepted for this reply ("json_schema", "json_object" or
+            "prompt"); it differs from the configured mode when the endpoint refused that one.
     """
 
     parsed: M
@@ -122,6 +125,7 @@ class StructuredReply(Generic[M]):
     prompt_tokens: int | None
     completion_tokens: int | None
     attempts: int = 1
+    mode: StructuredMode = "json_schema"
 
 
 class ChatStream(Iterator[str]):
@@ -189,6 +193,19 @@ class _Truncated(Exception):
     """A stream ended without a finish reason."""
 
 
+class _Refused(Exception):
+    """The endpoint refused the way structured output was asked for (its error names `response_format`)."""
+
+    def __init__(self, status: int, said: str) -> None:
+        super().__init__(said)
+        self.status = status
+        self.said = said
+
+
+_FALLBACK: dict[str, StructuredMode | None] = {"json_schema": "json_object", "json_object": "prompt", "prompt": None}
+"""The next structured-output mode to try when the endpoint refuses one."""
+
+
 class OpenAIChatModel(ChatModel):
     """A `ChatModel` and `Embedder` on any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, ...).
 
@@ -230,8 +247,10 @@ class OpenAIChatModel(ChatModel):
             backoff_max: Upper bound on one backoff wait in seconds.
             retry_after_max: Upper bound in seconds on a wait requested by a Retry-After header.
             api_version: Azure OpenAI API version; when set, `base_url` is the Azure endpoint.
-            structured_mode: How `structured` asks for JSON: "json_schema" (response_format with the schema),
-                "json_object" (JSON mode plus the schema in the prompt) or "prompt" (the schema in the prompt only).
+            structured_mode: How `structured` first asks for JSON: "json_schema" (response_format with the
+                schema), "json_object" (JSON mode with the schema, as llama.cpp-style servers take it, plus the schema
+                in the prompt) or "prompt" (the schema in the prompt only). An endpoint that refuses the mode is asked
+                in the next one, and the client remembers what it accepts.
             embedding_model: Model name for `embed`.
             stream_usage: Ask streams for a final usage chunk (`stream_options.include_usage`); switched off
                 automatically if the endpoint rejects the option.
@@ -265,7 +284,9 @@ class OpenAIChatModel(ChatModel):
         self.retry = RetryPolicy(max_retries=int(max_retries), backoff_base=float(backoff_base),
                                  backoff_max=float(backoff_max), retry_after_max=float(retry_after_max))
         self.api_version = api_version
-        self.structured_mode: StructuredMode = structured_mode
+        self.configured_structured_mode: StructuredMode = structured_mode
+        self.structured_mode: StructuredMode = structured_mode  # what the endpoint accepts, once a refusal taught us
+        self._object_schema = True  # send the schema inside a json_object response_format until that is refused
         self.embedding_model = embedding_model
         self.stream_usage = stream_usage
         key = api_key or NO_KEY
@@ -365,8 +386,12 @@ class OpenAIChatModel(ChatModel):
                    gen: GenerationSettings | None = None) -> StructuredReply[M]:
         """Ask for a reply matching a pydantic model and return it parsed.
 
-        How JSON is requested depends on `structured_mode`. A reply that is not valid JSON or fails validation is
-        shown back to the model with the problem, once; a second failure raises.
+        JSON is first asked for in `structured_mode`. An endpoint that refuses that mode (an error of any status
+        naming `response_format` or the mode) is asked at once in the next one: json_schema, then json_object with
+        the schema (and the schema in the prompt), then the schema in the prompt only; a refusal is never retried as
+        if it were transient, and the client remembers what the endpoint accepts, so later calls go straight to it.
+        A reply that is not valid JSON or fails validation gets one short correction naming the problem (the bad
+        reply is not sent back); a second failure raises.
 
         Args:
             messages: The conversation, oldest first.
@@ -374,31 +399,59 @@ class OpenAIChatModel(ChatModel):
             gen: Sampling parameters; defaults when None.
 
         Returns:
-            The parsed model, the reply text and token usage.
+            The parsed model, the reply text, token usage and the mode that was used.
 
         Raises:
             ProviderError: The endpoint failed, or both replies were unusable (`last_reply` holds the second).
         """
         gen = self._sized(gen, self.structured_max_tokens)
-        limits = CallLimits.start(self.deadline, gen.max_tokens)  # both attempts share one deadline
+        limits = CallLimits.start(self.deadline, gen.max_tokens)  # every attempt and fallback shares one deadline
         schema_json = _schema_of(schema)
+        mode = self.structured_mode
+        while True:
+            try:
+                return self._structured_in(mode, messages, schema, schema_json, gen, limits)
+            except _Refused as refused:
+                mode = self._fall_back(mode, refused)
+
+    def _fall_back(self, mode: StructuredMode, refused: _Refused) -> StructuredMode:
+        """The mode to try after `mode` was refused; remembered for the calls that follow."""
+        where = self.base_url or "api.openai.com"
+        if mode == "json_object" and self._object_schema:
+            self._object_schema = False
+            log.warning("the endpoint at %s refuses a schema inside response_format json_object (HTTP %s: %s); "
+                        "asking for plain json_object from now on", where, refused.status, refused.said[:160])
+            return mode
+        following = _FALLBACK[mode]
+        if following is None:  # prompt mode sends no response_format, so this is not a refusal of the mode
+            raise ProviderError(f"the endpoint at {where} rejected a structured request with HTTP {refused.status} "
+                                f"(server said: {refused.said[:200]}); check the server's logs", status=refused.status)
+        log.warning("the endpoint at %s refuses structured mode %s (HTTP %s: %s); using %s from now on",
+                    where, mode, refused.status, refused.said[:160], following)
+        self.structured_mode = following
+        return following
+
+    def _structured_in(self, mode: StructuredMode, messages: Sequence[Message], schema: type[M],
+                       schema_json: dict[str, Any], gen: GenerationSettings, limits: CallLimits) -> StructuredReply[M]:
+        """One structured call in `mode`: a reply, one short correction if it is unusable, then give up."""
         extra: dict[str, Any] = {}
         convo: list[Message] = list(messages)
-        if self.structured_mode == "json_schema":
+        if mode == "json_schema":
             extra["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": _schema_name(schema), "schema": schema_json, "strict": False},
             }
         else:
-            if self.structured_mode == "json_object":
-                extra["response_format"] = {"type": "json_object"}
+            if mode == "json_object":
+                extra["response_format"] = ({"type": "json_object", "schema": schema_json} if self._object_schema
+                                            else {"type": "json_object"})
             convo = _with_system_note(convo, _schema_instruction(schema_json))
         prompt_tokens: int | None = None
         completion_tokens: int | None = None
         problem = ""
         text = ""
         for attempt in (1, 2):
-            reply = self._chat(convo, gen, extra, limits)
+            reply = self._chat(convo, gen, extra, limits, refusable=mode != "prompt")
             prompt_tokens = _add(prompt_tokens, reply.prompt_tokens)
             completion_tokens = _add(completion_tokens, reply.completion_tokens)
             text = reply.text
@@ -406,22 +459,17 @@ class OpenAIChatModel(ChatModel):
                 parsed = parse_json_model(text, schema)
             except ValueError as exc:  # json.JSONDecodeError and pydantic.ValidationError are ValueErrors
                 problem = _describe_invalid(exc)
-                log.info("reply is not a valid %s (%s); %s", schema.__name__, problem,
+                log.info("reply is not a valid %s in mode %s (%s); %s", schema.__name__, mode, problem,
                          "asking again" if attempt == 1 else "giving up")
             else:
-                return StructuredReply(parsed, text, prompt_tokens, completion_tokens, attempt)
-            convo = [
-                *convo,
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": (
-                    f"That reply cannot be used: {problem}. Reply again with only a JSON object (no prose, no code "
-                    f"fences) that matches this JSON Schema:\n{json.dumps(schema_json)}"
-                )},
-            ]
+                if attempt == 2 or mode != self.configured_structured_mode:
+                    log.info("structured reply in mode %s after %d attempt(s)", mode, attempt)
+                return StructuredReply(parsed, text, prompt_tokens, completion_tokens, attempt, mode)
+            convo = _with_correction(convo, _correction(problem, schema_json))
         hint = ("; set ROLEPLAY_STRUCTURED_MODE=json_object or prompt if the endpoint ignores json_schema"
-                if self.structured_mode == "json_schema" else "; try a stronger ROLEPLAY_MODEL")
+                if mode == "json_schema" else "; try a stronger ROLEPLAY_MODEL")
         raise ProviderError(
-            f"model {self.model!r} did not return a valid {schema.__name__} twice: {problem}{hint}",
+            f"model {self.model!r} did not return a valid {schema.__name__} twice (mode {mode}): {problem}{hint}",
             attempts=2, status=None, last_reply=text,
         )
 
@@ -488,15 +536,20 @@ class OpenAIChatModel(ChatModel):
         return self.timeout if remaining is None else max(min(self.timeout, remaining), 0.001)
 
     def _chat(self, messages: Sequence[Message], gen: GenerationSettings, extra: dict[str, Any],
-              limits: CallLimits) -> ChatReply:
+              limits: CallLimits, *, refusable: bool = False) -> ChatReply:
         body = [dict(m) for m in messages]
         params = {**self._params(gen), **extra}
 
         def call() -> ChatReply:
-            with limited(limits):
-                raw = self._client.chat.completions.with_raw_response.create(
-                    model=self.model, messages=body, timeout=self._timeout(limits), **params  # type: ignore[arg-type]
-                ).text
+            try:
+                with limited(limits):
+                    raw = self._client.chat.completions.with_raw_response.create(
+                        model=self.model, messages=body, timeout=self._timeout(limits), **params  # type: ignore[arg-type]
+                    ).text
+            except openai.APIStatusError as exc:
+                if refusable and _refuses_format(exc, params.get("response_format")):
+                    raise _Refused(exc.status_code, _server_message(exc)) from exc  # not retried: _classify -> None
+                raise
             return _chat_reply(raw, self.model)
 
         note = ""
@@ -760,6 +813,32 @@ def _schema_name(schema: type[BaseModel]) -> str:
 def _schema_instruction(schema_json: dict[str, Any]) -> str:
     return ("Reply with only a JSON object (no prose, no code fences) that matches this JSON Schema:\n"
             + json.dumps(schema_json))
+
+
+def _refuses_format(exc: openai.APIStatusError, response_format: object) -> bool:
+    """Whether an error answers the request's `response_format` (the mode is unsupported), not a passing fault."""
+    if not isinstance(response_format, dict) or exc.status_code in (401, 403, 404, 408, 429):
+        return False
+    said = f"{exc.message} {exc.body}".lower()
+    kind = str(response_format.get("type", ""))
+    return "response_format" in said or "json_schema" in said or (kind == "json_object" and "json_object" in said)
+
+
+def _correction(problem: str, schema_json: dict[str, Any]) -> str:
+    """The short note that asks again after an unusable structured reply (the reply itself is not repeated)."""
+    problem = problem if len(problem) <= 400 else problem[:400] + "..."
+    fields = ", ".join(str(name) for name in schema_json.get("properties", {}))
+    return (f"Your previous reply could not be used: {problem}. Reply again with only one JSON object"
+            + (f" with the fields {fields}" if fields else "") + " (no prose, no code fences).")
+
+
+def _with_correction(messages: list[Message], note: str) -> list[Message]:
+    """Add `note` to the last user message (or add one), so roles still alternate for strict chat templates."""
+    if messages and messages[-1].get("role") == "user":
+        last = dict(messages[-1])
+        last["content"] = f"{last.get('content', '')}\n\n{note}"
+        return [*messages[:-1], last]
+    return [*messages, {"role": "user", "content": note}]
 
 
 def _with_system_note(messages: list[Message], note: str) -> list[Message]:

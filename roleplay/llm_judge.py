@@ -209,12 +209,13 @@ class LLMJudge:
         judged = {c.criterion_id: c for c in reply.parsed.criteria}
         fabricated = self._fabricated(judged, transcript, rubric)
         if fabricated:
-            # a short correction; the first reply is not sent back
-            ask = [*messages, {"role": "user", "content": (
-                "Some evidence quotes do not occur word for word in the learner's turns: "
-                + "; ".join(f"`{cid}`: {', '.join(repr(q[:120]) for q in qs)}" for cid, qs in fabricated.items())
-                + ". Grade these criteria again, quoting only exact words from the L-lines: "
-                + ", ".join(f"`{cid}`" for cid in fabricated) + ".")}]
+            # a short correction added to the user message (strict chat templates refuse two user turns in a row);
+            # the first reply is not sent back
+            correction = ("Some evidence quotes do not occur word for word in the learner's turns: "
+                          + "; ".join(f"`{cid}`: {', '.join(repr(q[:120]) for q in qs)}" for cid, qs in fabricated.items())
+                          + ". Grade these criteria again, quoting only exact words from the L-lines: "
+                          + ", ".join(f"`{cid}`" for cid in fabricated) + ".")
+            ask = [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + "\n\n" + correction}]
             second = self._call(ask, gen, usage, raws)
             for c in second.parsed.criteria:
                 if c.criterion_id in fabricated:

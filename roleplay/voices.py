@@ -133,6 +133,33 @@ def _leaks(conv: Conversation, text: str) -> bool:
     return False
 
 
+INSTRUCTION_MARK = "[For your reply (not said by the manager):"
+"""Opens the turn instruction folded into the manager's last message; it is closed by "]"."""
+
+
+def strict_roles(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Messages a strict chat template accepts: one system message, then user and assistant turns alternating.
+
+    Later system messages (a note that turns were trimmed) join the first; assistant turns before the first user
+    turn (the persona's opening line) are told in it as what the persona has said; consecutive turns of one role are
+    joined into one.
+    """
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    said_first = []
+    while turns and turns[0]["role"] == "assistant":
+        said_first.append(turns.pop(0)["content"])
+    if said_first:
+        system.append("Earlier in the conversation you said: " + " ".join(f'"{t}"' for t in said_first))
+    out: list[dict[str, str]] = [{"role": "system", "content": "\n\n".join(system)}] if system else []
+    for m in turns:
+        if out and out[-1]["role"] == m["role"]:
+            out[-1] = {"role": m["role"], "content": f"{out[-1]['content']}\n\n{m['content']}"}
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
 class LLMVoice:
     """The persona voiced by a chat model, streamed through the in-character guard.
 
@@ -150,17 +177,27 @@ class LLMVoice:
         self.max_repairs = max_repairs
 
     def messages(self, conv: Conversation, directive: Directive, repair: str | None = None) -> list[dict[str, str]]:
-        """The request: instructions, the (trimmed) history, then the turn instruction after it."""
+        """The request: instructions, the (trimmed) history, then the turn instruction after it.
+
+        The shape suits strict chat templates: one system message first, then turns that alternate starting with
+        the manager's (the persona's opening line, and anything trimming leaves before the first manager turn, is
+        told in the system message), and the turn instruction folded into the last manager turn.
+        """
         final = turn_instruction(conv, directive)
         if repair:
             final += (f"\nIMPORTANT: your previous attempt was rejected because it {repair}. You are "
                       f"{conv.scenario.persona.name}, a person in this conversation, not an assistant. Answer again "
                       "in character, plainly, in your own voice.")
-        msgs = [{"role": "system", "content": persona_instructions(conv.scenario, conv.level_name)},
-                *conv.history_messages(), {"role": "system", "content": final}]
+        history = conv.history_messages()
+        if history and history[-1]["role"] == "user":
+            last = history[-1]
+            history[-1] = {"role": "user", "content": f"{last['content']}\n\n{INSTRUCTION_MARK} {final}]"}
+        else:
+            history.append({"role": "user", "content": f"{INSTRUCTION_MARK} {final}]"})
+        msgs = [{"role": "system", "content": persona_instructions(conv.scenario, conv.level_name)}, *history]
         trimmed, dropped = trim_to_budget(msgs, conv.scenario.token_budget, conv.counter)
         conv.state.trimmed_turns = max(conv.state.trimmed_turns, dropped)
-        return trimmed
+        return strict_roles(trimmed)
 
     def speak(self, conv: Conversation, directive: Directive) -> Iterator[str]:
         """Stream the model's reply, holding back the first characters until the guard has seen them."""

@@ -235,6 +235,7 @@ def test_fabricated_evidence_is_reasked_briefly_then_left_to_the_facilitator(stu
     reask = stub_llm.chat_requests()[1]["messages"]
     assert "do not occur word for word" in reask[-1]["content"] and fake in reask[-1]["content"]
     assert not any(m["role"] == "assistant" for m in reask), "the bad reply is not sent back"
+    assert [m["role"] for m in reask] == ["system", "user"], "one user turn: strict chat templates accept it"
     assert all(not c.supported and c.level == 4 and c.evidence == [] for c in grade.criteria)
     assert not grade.passed and "Needs your facilitator" in grade.summary
 

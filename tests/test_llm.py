@@ -254,10 +254,13 @@ def test_structured_output_reasks_once_with_the_problem(stub_llm: StubOpenAI) ->
     assert reply.attempts == 2
     assert reply.prompt_tokens is not None and reply.prompt_tokens > 12
     first, second = stub_llm.requests
-    assert second["messages"][: len(USER)] == USER
-    assert second["messages"][-2] == {"role": "assistant", "content": "Score: four out of five"}
-    assert second["messages"][-1]["role"] == "user"
-    assert "not valid JSON" in second["messages"][-1]["content"]
+    # a short correction naming the problem, folded into the last user turn: the bad reply is not sent back
+    assert second["messages"][: len(USER) - 1] == USER[:-1]
+    assert [m["role"] for m in second["messages"]] == ["system", "user"]
+    correction = second["messages"][-1]["content"]
+    assert correction.startswith(USER[-1]["content"]) and "not valid JSON" in correction
+    assert "four out of five" not in json.dumps(second["messages"])
+    assert second["response_format"] == first["response_format"]
 
 
 def test_structured_output_raises_with_the_last_reply(stub_llm: StubOpenAI) -> None:
@@ -276,14 +279,88 @@ def test_structured_modes_for_servers_without_json_schema(stub_llm: StubOpenAI, 
     reply = make(stub_llm, structured_mode=mode).structured(USER, Verdict)
     assert reply.parsed == Verdict(score=5, reason="listened")
     [request] = stub_llm.requests
-    if mode == "json_object":
-        assert request["response_format"] == {"type": "json_object"}
+    if mode == "json_object":  # the schema goes the way llama.cpp-style servers take it, and in the prompt
+        assert request["response_format"] == {"type": "json_object", "schema": Verdict.model_json_schema()}
     else:
         assert "response_format" not in request
     system = request["messages"][0]
     assert system["role"] == "system" and system["content"].startswith(USER[0]["content"])
     assert "JSON" in system["content"] and '"score"' in system["content"]
     assert request["messages"][1:] == USER[1:]
+
+
+LLAMA_CPP_REFUSAL = ("1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                     "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}")
+
+
+@pytest.mark.parametrize(("code", "message"), [
+    (500, LLAMA_CPP_REFUSAL),
+    (400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model."),
+    (422, "json_schema is not supported"),
+], ids=["llama.cpp-500", "400", "422"])
+def test_a_refused_json_schema_falls_back_once_and_is_remembered(stub_llm: StubOpenAI, code: int,
+                                                                 message: str) -> None:
+    stub_llm.queue(Status(code, message=message), {"score": 4, "reason": "listened"}, {"score": 2, "reason": "ok"})
+    model = make(stub_llm, max_retries=3)
+    first = model.structured(USER, Verdict)
+    assert first.parsed == Verdict(score=4, reason="listened")
+    assert (first.mode, first.attempts) == ("json_object", 1)
+    assert model.structured_mode == "json_object" and model.configured_structured_mode == "json_schema"
+    refused, accepted = stub_llm.chat_requests()  # one refusal, never retried as if it were transient
+    assert refused["response_format"]["type"] == "json_schema"
+    assert accepted["response_format"] == {"type": "json_object", "schema": Verdict.model_json_schema()}
+    assert '"score"' in accepted["messages"][0]["content"]  # and the schema in the prompt
+    second = model.structured(USER, Verdict)  # the next call goes straight to what the endpoint accepts
+    assert (second.parsed.score, second.mode) == (2, "json_object")
+    assert len(stub_llm.chat_requests()) == 3
+    assert stub_llm.chat_requests()[2]["response_format"]["type"] == "json_object"
+
+
+def test_refusals_step_down_to_prompt_only_json(stub_llm: StubOpenAI) -> None:
+    stub_llm.queue(Status(400, message="response_format json_schema is unsupported"),
+                   Status(400, message="unknown field response_format.schema"),
+                   Status(400, message="response_format is not supported"),
+                   '{"score": 3, "reason": "fine"}', '{"score": 1, "reason": "cold"}')
+    model = make(stub_llm)
+    reply = model.structured(USER, Verdict)
+    assert (reply.parsed.score, reply.mode) == (3, "prompt")
+    formats = [r.get("response_format") for r in stub_llm.chat_requests()]
+    assert [f and f["type"] for f in formats] == ["json_schema", "json_object", "json_object", None]
+    assert "schema" in formats[1] and "schema" not in formats[2]
+    assert model.structured(USER, Verdict).parsed.score == 1
+    assert "response_format" not in stub_llm.chat_requests()[-1] and len(stub_llm.chat_requests()) == 5
+
+
+def test_a_plain_500_is_still_retried_not_taken_for_a_refusal(stub_llm: StubOpenAI) -> None:
+    stub_llm.queue(Status(500, message="out of memory"), {"score": 4, "reason": "listened"})
+    model = make(stub_llm)
+    reply = model.structured(USER, Verdict)
+    assert (reply.parsed.score, reply.mode, model.structured_mode) == (4, "json_schema", "json_schema")
+    assert [r["response_format"]["type"] for r in stub_llm.chat_requests()] == ["json_schema", "json_schema"]
+
+
+def test_the_llm_judge_grades_after_the_endpoint_refuses_json_schema(stub_llm: StubOpenAI) -> None:
+    from content import catalog
+
+    from roleplay.llm_judge import LLMJudge
+    from roleplay.transcript import Transcript, Turn
+
+    cat = catalog()
+    scenario = cat.scenario("missed-deadlines")
+    rubric = cat.rubric_for(scenario)
+    line = "What has been getting in the way of the Friday reports for you lately?"
+    transcript = Transcript(scenario_id=scenario.id, level="novice", turns=[
+        Turn(speaker="persona", text=scenario.opening_line), Turn(speaker="learner", text=line),
+        Turn(speaker="persona", text="It's been a lot, honestly.")])
+    criteria = [{"criterion_id": c.id, "evidence": [], "rationale": "Not shown.", "checks": [], "level": 1,
+                 "better_alternative": "What would help you most right now?"} for c in rubric.criteria]
+    stub_llm.queue(Status(500, message=LLAMA_CPP_REFUSAL))
+    stub_llm.default = lambda body: json.dumps({"criteria": criteria})
+    model = make(stub_llm, max_retries=3)
+    grade = LLMJudge(model, reader=None).grade(transcript, rubric, scenario)
+    assert grade.structured_mode == "json_object" and grade.calls == 1
+    assert [c.level for c in grade.criteria] == [1] * len(rubric.criteria)
+    assert len(stub_llm.chat_requests()) == 2  # the refusal and the accepted request: no retries of the refusal
 
 
 def test_parse_json_model_tolerates_prose_around_the_object() -> None:

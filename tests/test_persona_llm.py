@@ -90,10 +90,10 @@ def test_ten_turn_llm_session_streams_persists_recovers_and_reveals_when_earned(
         assert "stroke" not in sent and secret.fact not in sent and secret.hint in r["messages"][-1]["content"]
     for r in chats:
         assert other.fact not in " ".join(m["content"] for m in r["messages"]) or "afraid-to-ask" in st.revealed_ids
-    # instructions sit before and after the history
+    # instructions sit before the history and after it, folded into the learner's last turn
     last = chats[-1]["messages"]
-    assert last[0]["role"] == "system" and last[-1]["role"] == "system"
-    assert last[-2] == {"role": "user", "content": LEARNER[-1]}
+    assert last[0]["role"] == "system" and [m["role"] for m in last[1:]] == ["user", "assistant"] * 9 + ["user"]
+    assert last[-1]["content"].startswith(LEARNER[-1] + "\n\n[For your reply (not said by the manager):")
     # every turn is stored, in order, with the state
     stored = store.get_session(run.session_id)
     assert len(stored.turns) == 1 + 2 * len(LEARNER)
@@ -157,3 +157,41 @@ def test_a_session_continues_in_another_process_from_the_store(stub_llm: StubOpe
     assert {"role": "user", "content": LEARNER[0]} in history
     assert len(second.get_session(run.session_id).turns) == 9
     second.close()
+
+
+def test_the_messages_sent_suit_a_strict_chat_template(stub_llm: StubOpenAI, tmp_path: Any) -> None:
+    """One system message, then turns alternating from a user turn; the turn instruction in the last user turn."""
+    stub_llm.default = persona_reply
+    store = Store(f"sqlite:///{tmp_path / 'rp.db'}")
+    scenario = catalog().scenario("missed-deadlines")
+    run = start_practice(store, "ana", scenario, "novice", LLMVoice(model(stub_llm)))
+    run.open()
+    list(run.respond(LEARNER[0]))
+    list(run.respond(LEARNER[1]))
+    first, second = (r["messages"] for r in stub_llm.chat_requests())
+    assert [m["role"] for m in first] == ["system", "user"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    for sent in (first, second):
+        assert scenario.opening_line in sent[0]["content"]  # the opening line is told, not an assistant turn
+        assert sum(m["role"] == "system" for m in sent) == 1
+    assert first[1]["content"].startswith(LEARNER[0] + "\n\n[For your reply (not said by the manager): Stay in "
+                                          f"character as {scenario.persona.name}.")
+    assert second[1] == {"role": "user", "content": LEARNER[0]}  # earlier turns carry no instruction
+    assert second[2] == {"role": "assistant", "content": CALM}
+    assert second[3]["content"].startswith(LEARNER[1] + "\n\n[For your reply")
+    store.close()
+
+
+def test_strict_roles_joins_what_trimming_and_a_failed_turn_leave() -> None:
+    from roleplay.voices import strict_roles
+
+    messages = [{"role": "system", "content": "You are Sam."},
+                {"role": "system", "content": "[4 earlier turns omitted to fit the context budget]"},
+                {"role": "assistant", "content": "Fine."},
+                {"role": "user", "content": "Hello?"}, {"role": "user", "content": "Are you there?"},
+                {"role": "assistant", "content": "Yes."}, {"role": "user", "content": "Good."}]
+    assert strict_roles(messages) == [
+        {"role": "system", "content": "You are Sam.\n\n[4 earlier turns omitted to fit the context budget]\n\n"
+                                      "Earlier in the conversation you said: \"Fine.\""},
+        {"role": "user", "content": "Hello?\n\nAre you there?"},
+        {"role": "assistant", "content": "Yes."}, {"role": "user", "content": "Good."}]
