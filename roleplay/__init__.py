@@ -1,7 +1,7 @@
 """roleplay: practise hard conversations against an AI persona; grade, review and certify.
 
 The public API, by the order data flows through it. Names are imported on first use, so `import roleplay`
-(and the `roleplay` command) starts quickly.
+(and the `roleplay` command) starts quickly. `roleplay.__version__` is the installed version.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _EXPORTS = {
     "roleplay.grader": ("Grade", "LLMJudge", "OfflineJudge", "grade_session"),
     "roleplay.review": ("ApprovedResult", "CriterionEdit", "ReviewService", "approved_results"),
     "roleplay.store": ("Store",),
+    "roleplay.people": ("Account", "PeopleService"),
 }
 _OWNER = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -43,11 +44,19 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on fir
     from roleplay.review import ApprovedResult, CriterionEdit, ReviewService, approved_results
     from roleplay.rubric import Rubric, load_rubric
     from roleplay.scenario import Scenario, load_scenario
+    from roleplay.people import Account, PeopleService
     from roleplay.store import Store
     from roleplay.transcript import Transcript, Turn, load_transcript
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the installed distribution's version, looked up on first use
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("roleplay")
+        except PackageNotFoundError:
+            return "0+unknown"
     module = _OWNER.get(name)
     if module is None:
         raise AttributeError(f"module 'roleplay' has no attribute {name!r}")

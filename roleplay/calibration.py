@@ -18,6 +18,16 @@ from roleplay.review import ReviewService
 from roleplay.store import Store
 from roleplay.transcript import Transcript
 
+MIN_AGREEMENT_SCORES = 5
+"""Fewest paired scores on which an agreement figure (QWK, exact, adjacent) is shown; below it a caveat instead."""
+
+
+def too_few_scores(a: Agreement) -> str | None:
+    """The caveat for an agreement resting on too few paired scores to judge, or None when there are enough."""
+    if a.n >= MIN_AGREEMENT_SCORES:
+        return None
+    return f"too few scores to judge agreement (n = {a.n}; at least {MIN_AGREEMENT_SCORES})"
+
 
 class Anchor(BaseModel):
     """A transcript facilitators score blind to calibrate against each other and the grader."""

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from roleplay.badges import badge_credential, load_or_create_signing_key
+from roleplay.badges import badge_credential, identity_matches, load_or_create_signing_key, verify_credential
 from roleplay.catalog import Catalog
 from roleplay.drills import Drill, drills_of, plan_drills, schedule_drills
 from roleplay.errors import CertificationError, NotFoundError, PermissionDenied
@@ -35,7 +35,7 @@ from roleplay.models import (
     Role,
     utcnow,
 )
-from roleplay.programme import Programme
+from roleplay.programme import BandRange, Programme
 from roleplay.review import ApprovedResult, ReviewService, approved_results
 from roleplay.scenario import LEVELS, LevelName, Scenario
 from roleplay.store import Store, person_in
@@ -114,10 +114,72 @@ class Certificate(_Out):
     drills: list[Drill] = Field(description="Reinforcement drills scheduled.")
 
 
+class PastSession(_Out):
+    """An approved session of a programme sprint, and whether it counts at the learner's level."""
+
+    session_id: str = Field(description="Practice session.")
+    scenario_id: str = Field(description="Scenario practised.")
+    sprint: str = Field(description="Sprint of the scenario.")
+    level: str = Field(description="Difficulty practised.")
+    overall: float = Field(description="Approved overall score, 1-4.")
+    counts: bool = Field(description="Whether it counts toward its sprint at the learner's level.")
+    reason: str = Field(description="Why it does not count ('' when it does).")
+
+
+class Assessment(_Out):
+    """A pre-assessment result that explains itself: score, bands, what changes for sessions already approved."""
+
+    learner: str = Field(description="Username.")
+    score: int = Field(description="Points scored.")
+    max_score: int = Field(description="Highest possible score.")
+    level: LevelName = Field(description="The level the score places the learner at.")
+    bands: list[BandRange] = Field(description="Every band, lowest first, with its scores and meaning.")
+    can_retake: bool = Field(description="Whether it may be taken again (until sprints are chosen).")
+    sessions: list[PastSession] = Field(description="Approved sessions so far, oldest first.")
+
+
+class CertificateView(_Out):
+    """What a readable certificate shows, read from the stored credential, with its verification."""
+
+    holder: str = Field(description="The learner's name.")
+    email: str = Field(description="The address the credential's hashed identity is checked against.")
+    sprint: str = Field(description="Sprint id.")
+    achievement: str = Field(description="Achievement name.")
+    description: str = Field(description="What the achievement means.")
+    criteria: str = Field(description="What had to be done to earn it.")
+    evidence: str = Field(description="The learner's sessions behind it.")
+    issuer: str = Field(description="Issuing organisation.")
+    issuer_url: str | None = Field(description="Its home page.")
+    issued_at: str = Field(description="validFrom of the credential.")
+    credential_id: str = Field(description="Credential id.")
+    signed_off_by: str | None = Field(description="Facilitator who signed off.")
+    comment: str | None = Field(description="Their written comment.")
+    verified: bool = Field(description="Signature valid with this deployment's key and identity matching.")
+    verification: str = Field(description="The verification result in one sentence.")
+
+
+COUNTING_RULE = ("Approved, passing sessions count toward a sprint when practised at your level or harder, whenever "
+                 "you practised them; easier ones stay in your history and skill trend but do not count.")
+RETAKE_RULE = "You can retake the pre-assessment until you choose your sprints; choosing them fixes your level."
+
+
 # --- the service -------------------------------------------------------------------------------
 
 def _rank(level: str) -> int:
     return LEVELS.index(level) if level in LEVELS else -1
+
+
+def why_not_counted(result: ApprovedResult, level: str) -> str | None:
+    """Why an approved session does not count for a learner at `level`, or None when it counts.
+
+    The rule: an approved, passing session counts when it was practised at the learner's level or harder, whenever it
+    was practised (before or after the pre-assessment). Easier sessions stay in the learner's history and skill trend.
+    """
+    if _rank(result.level) < _rank(level):
+        return f"practised at {result.level}; only {level} or harder counts for this learner"
+    if not result.grade.passed:
+        return f"did not pass ({result.grade.overall:.2f} of 4)"
+    return None
 
 
 def _enrolment(db: Session, person: Person) -> Enrolment | None:
@@ -220,6 +282,25 @@ class CertificationService:
             row.assessed_at = self.clock()
         return level
 
+    def assessment(self, username: str) -> Assessment | None:
+        """The learner's pre-assessment result explained (None before they take it); see `COUNTING_RULE`."""
+        with self.store.session() as db:
+            row = _enrolment(db, person_in(db, username))
+            if row is None:
+                return None
+            level, score, chosen = row.level, row.score, row.sprints_chosen_at is not None
+        sessions = []
+        for r in self._approved(username):
+            scn = self.catalog.scenarios.get(r.scenario_id)
+            if scn is not None and scn.sprint in self.programme.sprint_ids:
+                reason = why_not_counted(r, level)
+                sessions.append(PastSession(session_id=r.session_id, scenario_id=r.scenario_id, sprint=scn.sprint,
+                                            level=r.level, overall=r.grade.overall, counts=reason is None,
+                                            reason=reason or ""))
+        return Assessment(learner=username, score=score, max_score=self.programme.max_score,
+                          level=level,  # type: ignore[arg-type]
+                          bands=self.programme.band_ranges(), can_retake=not chosen, sessions=sessions)
+
     def choose_sprints(self, username: str, sprints: list[str]) -> LearnerStatus:
         """Choose exactly `programme.choose` distinct sprints (after the pre-assessment).
 
@@ -231,15 +312,22 @@ class CertificationService:
         valid = self.programme.sprint_ids
         unknown = [s for s in sprints if s not in valid]
         if unknown:
-            raise CertificationError(f"not sprints of this programme: {', '.join(unknown)}; choose from: {', '.join(valid)}")
+            raise CertificationError(f"not sprints of this programme: {', '.join(unknown)}; choose from: "
+                                     + ", ".join(f"{s.id} ({s.title})" for s in self.programme.sprints))
         if len(set(sprints)) != len(sprints):
             dupes = sorted({s for s in sprints if sprints.count(s) > 1})
-            raise CertificationError(f"sprint(s) chosen twice: {', '.join(dupes)}; choose {self.programme.choose} different sprints")
-        if len(sprints) != self.programme.choose:
-            raise CertificationError(f"choose exactly {self.programme.choose} sprints (got {len(sprints)}) from: {', '.join(valid)}")
+            named = ", ".join(f"{d} ({self.programme.sprint_title(d)})" for d in dupes)
+            raise CertificationError(f"sprint(s) chosen twice: {named}; choose {self.programme.choose} different sprints")
+        n = self.programme.choose
+        if len(sprints) > n:
+            ticked = [v for v in valid if v in sprints]  # in programme order, as the page lists them
+            raise CertificationError(f"choose exactly {n} sprints (got {len(sprints)}: {self._titles(ticked)}); "
+                                     f"untick {len(sprints) - n} of them")
+        if len(sprints) < n:
+            raise CertificationError(f"choose exactly {n} sprints (got {len(sprints)}) from: {self._titles(valid)}")
         empty = [s for s in sprints if not self._scenarios_of(s)]
         if empty:
-            raise CertificationError(f"sprint(s) {', '.join(empty)} have no scenarios in the library yet, so they "
+            raise CertificationError(f"{self._titles(empty)} have no scenarios in the library yet, so they "
                                      "cannot be practised; choose others or ask a designer to add scenarios")
         with self.store.session() as db:
             person = person_in(db, username)
@@ -261,6 +349,13 @@ class CertificationService:
         return self.status(username)
 
     # status ----------------------------------------------------------------------------------
+    def _titles(self, sprints: list[str]) -> str:
+        return ", ".join(self.programme.sprint_title(s) for s in sprints)
+
+    def _scenario_title(self, scenario_id: str) -> str:
+        scenario = self.catalog.scenarios.get(scenario_id)
+        return scenario.title if scenario else scenario_id
+
     def _scenarios_of(self, sprint: str) -> list[Scenario]:
         return sorted((s for s in self.catalog.scenarios.values() if s.sprint == sprint), key=lambda s: s.id)
 
@@ -302,11 +397,7 @@ class CertificationService:
                 scenario = self.catalog.scenarios.get(r.scenario_id)
                 if scenario is None or scenario.sprint != sprint.id:
                     continue
-                reason = None
-                if _rank(r.level) < _rank(row.level):
-                    reason = f"practised at {r.level}; only {row.level} or harder counts for this learner"
-                elif not r.grade.passed:
-                    reason = f"did not pass ({r.grade.overall:.2f} of 4)"
+                reason = why_not_counted(r, row.level)
                 if reason:
                     not_counted.append(UncountedSession(session_id=r.session_id, scenario_id=r.scenario_id,
                                                         level=r.level, overall=r.grade.overall, reason=reason))
@@ -335,10 +426,10 @@ class CertificationService:
             return f"choose {self.programme.choose} sprints"
         if all(s.certified for s in sprints):
             return "all chosen sprints are certified; keep up the reinforcement drills"
-        ready = [s.sprint for s in sprints if s.ready_for_sign_off]
+        ready = [s.title for s in sprints if s.ready_for_sign_off]
         if ready:
             return f"ask a facilitator to sign off: {', '.join(ready)}"
-        todo = [f"{s.sprint} ({s.still_needed} more at {s.level} or harder)" for s in sprints if not s.certified]
+        todo = [f"{s.title} ({s.still_needed} more at {s.level} or harder)" for s in sprints if not s.certified]
         return "practise and get approved passing sessions in " + ", ".join(todo)
 
     # sign-off, certificates and drills -----------------------------------------------------------
@@ -412,7 +503,8 @@ class CertificationService:
             issuer_name=self.programme.issuer.name,
             issuer_url=self.programme.issuer.url,
             narrative=(f"{current.approved_passing} approved passing sessions: "
-                       + ", ".join(f"{c.scenario_id} at {c.level} ({c.overall:.2f} of 4)" for c in current.counted)),
+                       + ", ".join(f"{self._scenario_title(c.scenario_id)} at {c.level} ({c.overall:.2f} of 4)"
+                                   for c in current.counted)),
             valid_from=issued,
         )
 
@@ -432,3 +524,32 @@ class CertificationService:
         if row is None or row.status != CertificationStatus.CERTIFIED or not row.credential:
             raise NotFoundError(f"{username} has no certificate in '{sprint}' yet; a facilitator issues it at sign-off")
         return row.credential
+
+    def certificate_view(self, username: str, sprint: str) -> CertificateView:
+        """A readable view of the credential issued for a sprint, checked against this deployment's signing key.
+
+        Raises:
+            NotFoundError: the learner is not certified in that sprint.
+        """
+        credential = self.certificate(username, sprint)
+        with self.store.session() as db:
+            person = person_in(db, username)
+            holder = person.display_name or person.username
+        current = next((s for s in self.status(username).sprints if s.sprint == sprint), None)
+        email = f"{username}@{self.identity.mbox_domain}"
+        signed = verify_credential(credential, self.signing_key.public_key())
+        verified = signed and identity_matches(credential, email)
+        subject = credential.get("credentialSubject", {})
+        achievement = subject.get("achievement", {})
+        issuer = credential.get("issuer", {})
+        verification = (f"Verified: signed with {issuer.get('name', 'the issuer')}'s key and unchanged since it was "
+                        f"issued to {email}." if verified else
+                        "Not verified: the signature does not match this issuer's key or the credential was changed "
+                        "after it was issued; do not rely on it.")
+        return CertificateView(
+            holder=holder, email=email, sprint=sprint, achievement=achievement.get("name", ""),
+            description=achievement.get("description", ""),
+            criteria=achievement.get("criteria", {}).get("narrative", ""), evidence=subject.get("narrative", ""),
+            issuer=issuer.get("name", ""), issuer_url=issuer.get("url"), issued_at=credential.get("validFrom", ""),
+            credential_id=credential.get("id", ""), signed_off_by=current.signed_off_by if current else None,
+            comment=current.comment if current else None, verified=verified, verification=verification)

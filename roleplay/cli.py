@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from roleplay.cli_certify import certify, export
-from roleplay.cli_common import app_context, CliGroup
-from roleplay.cli_eval import eval_grader, eval_persona, eval_reader
+from roleplay.cli_common import CliGroup, app_context
 from roleplay.errors import RoleplayError
 
-@click.group(cls=CliGroup)
+
+@click.group(cls=CliGroup, lazy={"certify": "roleplay.cli_certify:certify", "export": "roleplay.cli_certify:export"})
+@click.version_option(package_name="roleplay", prog_name="roleplay", message="%(prog)s %(version)s")
 def main() -> None:
     """Practise hard conversations against an AI persona; grade, review and certify."""
 
@@ -42,6 +41,8 @@ def validate(paths: tuple[Path, ...]) -> None:
 @click.argument("kind", type=click.Choice(["scenario", "rubric"]))
 def schema(kind: str) -> None:
     """Print the JSON Schema of a scenario or rubric file."""
+    import json
+
     from roleplay.rubric import rubric_schema
     from roleplay.scenario import scenario_schema
 
@@ -226,7 +227,9 @@ def _check_transcript_file(path: Path) -> None:
         raise RoleplayError(f"{path}: larger than {MAX_TRANSCRIPT_BYTES} bytes; a practice transcript is far smaller")
 
 
-@main.group(cls=CliGroup, name="eval")
+@main.group(cls=CliGroup, name="eval", lazy={"grader": "roleplay.cli_eval:eval_grader",
+                                             "persona": "roleplay.cli_eval:eval_persona",
+                                             "reader": "roleplay.cli_eval:eval_reader"})
 def eval_() -> None:
     """Evaluate the graders, the persona and the turn reader."""
 
@@ -373,12 +376,6 @@ def migrate() -> None:
     Store(url).close()
     click.echo(f"database is up to date: {_describe_url(url)}")
 
-
-eval_.add_command(eval_grader)
-eval_.add_command(eval_persona)
-eval_.add_command(eval_reader)
-main.add_command(certify)
-main.add_command(export)
 
 if __name__ == "__main__":
     main()

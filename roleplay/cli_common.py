@@ -31,7 +31,28 @@ def debug_enabled() -> bool:
 
 
 class CliGroup(click.Group):
-    """A click group that turns every error into a one-line message instead of a traceback."""
+    """A click group that turns every error into a one-line message instead of a traceback.
+
+    Args:
+        lazy: Subcommands imported only when used, as {name: "module:attribute"}, so a command (or `--help`) pays
+            for no other command's imports.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy.pop(cmd_name, None)
+        if target is not None:
+            import importlib
+
+            module, _, attribute = target.partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

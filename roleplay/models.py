@@ -44,6 +44,14 @@ class CertificationStatus(StrEnum):
     CERTIFIED = "certified"
 
 
+class NoticeKind(StrEnum):
+    """What a facilitator did to a learner's graded session."""
+
+    APPROVED = "approved"
+    EDITED = "edited"
+    REJECTED = "rejected"
+
+
 class DrillStatus(StrEnum):
     """A scheduled reinforcement drill."""
 
@@ -252,3 +260,22 @@ class ReflectionRow(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NoticeRow(Base):
+    """A message to a learner that a facilitator approved, edited or rejected the feedback on one of their sessions.
+
+    Written in the same transaction as the review change; `read_at` is set once the learner has seen it. A notice goes
+    with its person, session or review (ON DELETE CASCADE), so removing a person needs no step for notices.
+    """
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("practice_sessions.id", ondelete="CASCADE"))
+    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from roleplay.config import content_dir
 from roleplay.errors import NotFoundError
-from roleplay.scenario import LEVELS, LevelName, Sprint
+from roleplay.scenario import LEVELS, FeedbackMode, LevelName, Scenario, Sprint
 from roleplay.yamlsource import ID_PATTERN, Problem, load_checked
 
 OPTION_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -55,6 +55,16 @@ class Band(_Model):
 
     level: LevelName = Field(description="novice, intermediate or expert.")
     min_score: int = Field(ge=0, description="Total points from which this level applies.")
+    meaning: str = Field(default="", description="What practising at this level is like, shown with the result.")
+
+
+class BandRange(_Model):
+    """A band with the scores it covers, for explaining a result."""
+
+    level: LevelName = Field(description="novice, intermediate or expert.")
+    min_score: int = Field(description="Lowest score in the band.")
+    max_score: int = Field(description="Highest score in the band.")
+    meaning: str = Field(description="What practising at this level is like.")
 
 
 class PreAssessment(_Model):
@@ -86,6 +96,10 @@ class Programme(_Model):
     pre_assessment: PreAssessment = Field(description="The questionnaire that sets the starting level.")
     reinforcement: list[ReinforcementStep] = Field(default_factory=list,
                                                    description="Drills scheduled after each certification.")
+    feedback: FeedbackMode = Field(
+        default="immediate",
+        description="When learners see the AI feedback: 'immediate' (at once, marked preliminary until a facilitator "
+                    "approves it) or 'after_review' (only once approved); a scenario's own `feedback` wins.")
 
     def sprint(self, sprint_id: str) -> ProgrammeSprint:
         """The sprint with this id.
@@ -102,6 +116,22 @@ class Programme(_Model):
     def sprint_ids(self) -> list[str]:
         """Ids of the sprints, in order."""
         return [s.id for s in self.sprints]
+
+    def sprint_title(self, sprint_id: str) -> str:
+        """The title learners read for a sprint id (the id itself when the programme has no such sprint)."""
+        return next((s.title for s in self.sprints if s.id == sprint_id), sprint_id)
+
+    @property
+    def max_score(self) -> int:
+        """The highest possible pre-assessment score."""
+        return sum(max(o.points for o in q.options) for q in self.pre_assessment.questions)
+
+    def band_ranges(self) -> list[BandRange]:
+        """The bands lowest first, each with the scores it covers (up to the next band, or the highest score)."""
+        bands = sorted(self.pre_assessment.bands, key=lambda b: b.min_score)
+        tops = [b.min_score - 1 for b in bands[1:]] + [self.max_score]
+        return [BandRange(level=b.level, min_score=b.min_score, max_score=top, meaning=b.meaning.strip())
+                for b, top in zip(bands, tops)]
 
     def level_for(self, score: int) -> LevelName:
         """The level a pre-assessment score places a learner at."""
@@ -163,6 +193,13 @@ def programme_problems(programme: Programme) -> list[Problem]:
             problems.append((("reinforcement", i, "after_days"),
                              f"{days[i]} days is not after the previous drill ({days[i - 1]}); list drills in order, each later"))
     return problems
+
+
+def feedback_mode(programme: Programme | None, scenario: Scenario | None) -> FeedbackMode:
+    """When a learner sees the AI feedback of a session: the scenario's setting, else the programme's, else at once."""
+    if scenario is not None and scenario.feedback is not None:
+        return scenario.feedback
+    return programme.feedback if programme is not None else "immediate"
 
 
 def default_programme_path() -> Path:

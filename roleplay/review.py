@@ -15,6 +15,7 @@ from roleplay.errors import NotFoundError, PermissionDenied, ReviewError
 from roleplay.grader import CriterionGrade, Grade, finish_grade
 from roleplay.rubric import Rubric
 from roleplay.models import GradeRow, Person, PracticeSession, ReviewEvent, ReviewRow, ReviewStatus, Role, utcnow
+from roleplay.notices import record_notice
 from roleplay.store import Store, person_in
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ class ReviewService:
                                   "that version; nothing of yours was saved")
             db.add(ReviewEvent(review_id=review_id, actor_id=actor.id, action=action, comment=comment,
                                payload={"changes": [c.model_dump(exclude_none=True) for c in changes or []]}))
+            record_notice(db, review_id=review_id, session=sess, actor_id=actor.id, action=action, comment=comment)
         view = self.get(review_id)
         if action == "approve" and self.on_approved is not None:
             try:

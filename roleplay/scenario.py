@@ -18,6 +18,9 @@ SPRINTS: tuple[str, ...] = ("remote-team-setup", "virtual-meetings", "remote-com
 LevelName = Literal["novice", "intermediate", "expert"]
 LEVELS: tuple[str, ...] = ("novice", "intermediate", "expert")
 
+FeedbackMode = Literal["immediate", "after_review"]
+"""When a learner sees the AI feedback: at once, marked preliminary, or only after a facilitator approved it."""
+
 Mood = Literal["guarded", "warming", "open"]
 MOODS: tuple[str, ...] = ("guarded", "warming", "open")
 
@@ -225,6 +228,11 @@ class Scenario(_Model):
         description="Better-alternative lines per rubric criterion id, specific to this scenario.",
     )
     token_budget: int = Field(default=6000, ge=1000, le=200000, description="Token budget of the persona's context.")
+    feedback: FeedbackMode | None = Field(
+        default=None,
+        description="When the learner sees the AI feedback: 'immediate' (at once, marked preliminary until a "
+                    "facilitator approves it) or 'after_review' (only once approved); the programme's setting when unset.",
+    )
 
     def fact(self, fact_id: str) -> HiddenFact:
         """Return the hidden fact with this id."""

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import create_engine, delete, event, func, or_, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DatabaseError, DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from roleplay.errors import NotFoundError, ReviewError, RoleplayError, StoreError
 from roleplay.files import private_file
@@ -357,6 +357,43 @@ class Store:
         """Everyone, by username."""
         with self.session() as db:
             return list(db.scalars(select(Person).order_by(Person.username)))
+
+    def set_role(self, username: str, role: Role) -> Person:
+        """Change a person's role.
+
+        Raises:
+            NotFoundError: nobody has that username.
+            RoleplayError: the role is not valid, or they are the only facilitator and would stop being one.
+        """
+        if role not in ROLES:
+            raise RoleplayError(f"role {role!r} is not valid; use one of: {', '.join(ROLES)}")
+        with self.session() as db:
+            person = person_in(db, username.strip())
+            if person.role == Role.FACILITATOR and role != Role.FACILITATOR and _count(
+                    db, select(func.count()).select_from(Person).where(Person.role == Role.FACILITATOR)) <= 1:
+                raise RoleplayError(f"'{person.username}' is the only facilitator, and only facilitators review grades "
+                                    "and sign off certifications; make someone else a facilitator first")
+            person.role = str(role)
+        return person
+
+    def buddy_links(self) -> dict[str, str]:
+        """Every learner who has named a learning buddy, with the buddy's username."""
+        with self.session() as db:
+            learner, buddy = aliased(Person), aliased(Person)
+            rows = db.execute(select(learner.username, buddy.username)
+                              .join(BuddyLink, BuddyLink.learner_id == learner.id)
+                              .join(buddy, buddy.id == BuddyLink.buddy_id))
+            return {a: b for a, b in rows}
+
+    def drop_buddy_links(self, username: str, *, as_buddy: bool = True) -> int:
+        """Remove the learning-buddy link a person named, and (with `as_buddy`) the links naming them; returns how many.
+
+        Sessions shared along a removed link stay stored but can no longer be opened by the former buddy.
+        """
+        with self.session() as db:
+            pid = person_in(db, username.strip()).id
+            where = or_(BuddyLink.learner_id == pid, BuddyLink.buddy_id == pid) if as_buddy else BuddyLink.learner_id == pid
+            return db.execute(delete(BuddyLink).where(where)).rowcount or 0
 
     # practice sessions ----------------------------------------------------
     def start_session(self, person_id: int, scenario_id: str, level: str, engine: str,

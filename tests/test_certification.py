@@ -202,7 +202,7 @@ def test_only_approved_passing_sessions_at_or_above_the_level_count(world: World
     assert [c.session_id for c in s.counted] == [first, second]
     assert s.counted[0].approved_by == "fay" and s.still_needed == 0 and s.ready_for_sign_off
     assert sprint(world, "remote-communication").approved_passing == 0
-    assert "ask a facilitator to sign off: underperformance" in world.cert.status("ana").next_step
+    assert "ask a facilitator to sign off: Addressing underperformance" in world.cert.status("ana").next_step
 
 
 def test_a_facilitator_edit_decides_whether_a_session_counts(world: World) -> None:

@@ -127,9 +127,9 @@ def test_sign_in_checks_the_stored_password(people: Store) -> None:
 def test_naming_a_buddy_does_not_reveal_who_has_an_account(people: Store) -> None:
     messages = []
     for name in ("mallory", "fay", "dee"):  # nobody, a facilitator, a designer: one and the same answer
-        with pytest.raises(gr.Error) as exc:
+        with pytest.warns(UserWarning) as caught:
             progress_page.set_buddy(name, as_("ana"))
-        messages.append(exc.value.message.replace(name, "NAME"))
+        messages.append(str(caught[0].message).replace(name, "NAME"))
     assert len(set(messages)) == 1 and "roleplay people add" not in messages[0]
     assert ctx().buddies.buddy_of("ana") is None
     progress_page.set_buddy("ben", as_("ana"))
@@ -176,14 +176,13 @@ def test_concurrent_review_changes_are_reported(people: Store) -> None:
     level = review_page.pick_criterion(1, "empathy", as_("fay"))[0]["value"]
     review_page.save_edit(1, version, "empathy", 1 if level > 1 else 2, "", "", "Needs more warmth.", "pending",
                           as_("fay"))
-    with pytest.raises(gr.Error) as exc:  # gus still holds the old version
-        review_page.approve(1, version, "fine", "pending", as_("gus"))
-    assert "changed by someone else" in exc.value.message and exc.value.title == "Review not saved"
+    with pytest.warns(UserWarning, match="changed by someone else"):  # gus still holds the old version
+        assert review_page.approve(1, version, "fine", "pending", as_("gus")) == gr.skip()  # the page stays as it is
     review_page.approve(1, version + 1, "fine", "pending", as_("gus"))
-    with pytest.raises(gr.Error, match="already approved by gus"):
+    with pytest.warns(UserWarning, match="already approved by gus"):
         review_page.reject(1, version + 2, "too late", "pending", as_("fay"))
     assert practised() != session_id
-    with pytest.raises(gr.Error, match="give the learner a reason"):
+    with pytest.warns(UserWarning, match="(?i)give the learner a reason"):
         review_page.reject(2, None, "  ", "pending", as_("fay"))
 
 
@@ -191,9 +190,9 @@ def test_edit_needs_a_change_and_a_reason(people: Store) -> None:
     practised()
     version = review_page.open_review(1, as_("fay"))[4]
     level, feedback, better = review_page.pick_criterion(1, "empathy", as_("fay"))
-    with pytest.raises(gr.Error, match="Nothing changed"):
+    with pytest.warns(UserWarning, match="Nothing changed"):
         review_page.save_edit(1, version, "empathy", level["value"], feedback, better, "why", "pending", as_("fay"))
-    with pytest.raises(gr.Error, match="say why you changed the grade"):
+    with pytest.warns(UserWarning, match="(?i)say why you changed the grade"):
         review_page.save_edit(1, version, "empathy", 1, feedback, better, "", "pending", as_("fay"))
 
 
@@ -210,7 +209,7 @@ def test_practice_until_approved_feedback(people: Store) -> None:
     _status, feedback, *_rest, download, _sessions = practice_page.end(session_id, as_("ana"), no_progress)
     assert "Awaiting facilitator review" in feedback
     assert LINES[1] in Path(download["value"]).read_text(encoding="utf-8")
-    assert "Level" not in feedback  # no grade before approval
+    assert "Preliminary" in feedback  # the AI feedback at once, marked as not yet counting
     review_page.approve(1, None, "Good listening.", "pending", as_("fay"))
     approved = practice_page.refresh_feedback(session_id, as_("ana"))
     assert "Feedback approved by fay" in approved and "<mark>" in approved and "Better:" in approved
@@ -225,14 +224,14 @@ def test_author_validates_with_line_numbers_and_saves_only_valid_text(people: St
     broken = original.replace("sprint: underperformance", "sprint: under-performance")
     problems, save_btn = author_page.validate(broken, name, as_("dee"))
     assert "Line 3" in problems and "sprint" in problems and save_btn["interactive"] is False
-    with pytest.raises(gr.Error, match="Not saved.*Nothing was written"):
+    with pytest.warns(UserWarning, match="Not saved.*Nothing was written"):
         author_page.save(broken, name, opened, as_("dee"))
     assert target.read_text(encoding="utf-8") == original
     problems, _ = author_page.validate("id: x\n  bad: [", name, as_("dee"))
     assert "YAML syntax error" in problems and "Line" in problems
-    with pytest.raises(gr.Error, match="file name"):
+    with pytest.warns(UserWarning, match="file name"):
         author_page.save(original, "../escape.yaml", opened, as_("dee"))
-    with pytest.raises(gr.Error, match="already used by missed-deadlines.yaml"):
+    with pytest.warns(UserWarning, match="already used by missed-deadlines.yaml"):
         author_page.save(original, "copy.yaml", opened, as_("dee"))
     assert not (folder / "copy.yaml").exists()
     revised = original.replace("title: Missed deadlines", "title: Missed deadlines (revised)")
@@ -255,14 +254,14 @@ def test_calibration_is_blind_until_submitted(people: Store) -> None:
     anchor_id, header = out[2], out[3]
     assert anchor_id and "Anchor 1 of 2" in header
     assert "Grader" not in out[3 + 1]  # the transcript shows no AI levels
-    with pytest.raises(gr.Error, match="Score every criterion"):
+    with pytest.warns(UserWarning, match="Score every criterion"):
         calibrate_page.submit(anchor_id, 2, None, 2, 2, 2, None, None, None, as_("fay"))
     after = calibrate_page.submit(anchor_id, 2, 3, 2, 3, 2, None, None, None, as_("fay"))
     reveal = after[3 + calibrate_page.SLOTS + 1]
     assert "The grader scored this anchor" in reveal
     summary = after[3 + calibrate_page.SLOTS + 2]
-    assert "1 facilitator(s)" in summary
-    with pytest.raises(gr.Error, match="already scored"):
+    assert "**1 facilitator** has scored **1 anchor**" in summary
+    with pytest.warns(UserWarning, match="already scored"):
         calibrate_page.submit(anchor_id, 2, 3, 2, 3, 2, None, None, None, as_("fay"))
 
 
@@ -270,11 +269,11 @@ def test_progress_certification_buddy_and_credential(people: Store) -> None:
     programme = load_programme()
     weakest = [min(q.options, key=lambda o: o.points).id for q in programme.pre_assessment.questions]
     answers = (weakest + [None] * 8)[:8]
-    with pytest.raises(gr.Error, match="Answer every question"):
+    with pytest.warns(UserWarning, match="(?i)Answer every question"):
         progress_page.assess(*([None] * 8), as_("ana"))
     out = progress_page.assess(*answers, as_("ana"))
     assert "Your level: **novice**" in out[0]
-    with pytest.raises(gr.Error, match="choose exactly 2 sprints"):
+    with pytest.warns(UserWarning, match="(?i)choose exactly 2 sprints"):
         progress_page.choose(["underperformance"], as_("ana"))
     out = progress_page.choose(["underperformance", "remote-communication"], as_("ana"))
     assert "0 of 2 approved passing sessions" in out[0]
@@ -287,7 +286,7 @@ def test_progress_certification_buddy_and_credential(people: Store) -> None:
     assert enter[4]["visible"] is True  # the trend line, with two sessions
     ready = review_page.load_sign_offs(as_("fay"))
     assert ready["choices"] == [(ready["choices"][0][0], "ana|underperformance")]
-    with pytest.raises(gr.Error, match="comment"):
+    with pytest.warns(UserWarning, match="comment"):
         review_page.sign_off("ana|underperformance", "", as_("fay"))
     message, *_ = review_page.sign_off("ana|underperformance", "Consistently listens first.", as_("fay"))
     assert "certified" in message
@@ -299,7 +298,7 @@ def test_progress_certification_buddy_and_credential(people: Store) -> None:
     drills = cert[1 + progress_page.QUESTION_SLOTS + 4]
     assert drills and all(len(row) == 5 for row in drills)
 
-    with pytest.raises(gr.Error, match="name a learning buddy first"):
+    with pytest.warns(UserWarning, match="(?i)name a learning buddy first"):
         practice_page.share(first, as_("ana"))
     progress_page.set_buddy("ben", as_("ana"))
     assert "Shared with your learning buddy **ben**" in practice_page.share(first, as_("ana"))

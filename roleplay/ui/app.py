@@ -10,7 +10,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from roleplay.ui import author_page, calibrate_page, practice_page, progress_page, review_page  # noqa: E402  (submodules)
+from roleplay.ui import admin_page, author_page, calibrate_page, practice_page, progress_page, review_page  # noqa: E402
 from roleplay.context import AppContext  # noqa: E402
 from roleplay.reader import MAX_TURN_CHARS  # noqa: E402
 from roleplay.ui.common import CLIENT, auth_callable, handler, signed_in, use_context  # noqa: E402
@@ -20,21 +20,31 @@ PAGES = (  # (tab id, label, module, roles that use it)
     ("practice", "Practice", practice_page, practice_page.ROLES),
     ("review", "Review", review_page, review_page.ROLES),
     ("calibrate", "Calibrate", calibrate_page, calibrate_page.ROLES),
+    ("people", "People", admin_page, admin_page.ROLES),
     ("author", "Author", author_page, author_page.ROLES),
     ("progress", "Progress", progress_page, progress_page.ROLES),
 )
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber")
 
 
+def tabs_for(role: str) -> list[str]:
+    """The tab ids a role uses, in page order (every other tab is hidden from them)."""
+    return [tab for tab, _, _, roles in PAGES if role in roles]
+
+
 @handler
-def who(request: gr.Request) -> tuple[str, Any]:
-    """The signed-in banner, and the first tab this person's role uses."""
+def who(request: gr.Request) -> tuple[Any, ...]:
+    """The signed-in banner, only the tabs this person's role uses, and the first of them selected.
+
+    Hiding a tab only tidies the page: every handler still checks the role on the server.
+    """
     person = signed_in(request)
-    first = next((tab for tab, _, _, roles in PAGES if person.role in roles), "practice")
+    mine = tabs_for(person.role)
     banner = (f'<div class="rp-banner" id="whoami">Signed in as <b>{esc(person.display_name)}</b> '
               f'(<span id="whoami-user">{esc(person.username)}</span>, {person.role}) · '
               f'<a href="/logout" id="signout">Sign out</a></div>')
-    return banner, gr.Tabs(selected=first)
+    return (banner, gr.update(selected=mine[0] if mine else None),
+            *[gr.update(visible=tab in mine) for tab, _, _, _ in PAGES])
 
 
 def build_app(context: AppContext | None = None) -> gr.Blocks:
@@ -50,10 +60,10 @@ def build_app(context: AppContext | None = None) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             built = []
             for tab_id, label, module, _roles in PAGES:
-                with gr.Tab(label, id=tab_id, elem_id=f"tab-{tab_id}") as tab:
+                with gr.Tab(label, id=tab_id, elem_id=f"tab-{tab_id}", visible=False) as tab:  # shown by role
                     page = module.build()
                 built.append((tab, page))
-        demo.load(who, None, [banner, tabs])
+        demo.load(who, None, [banner, tabs, *[tab for tab, _ in built]])
         for tab, page in built:
             fn, inputs, outputs = page["enter"]
             demo.load(fn, inputs, outputs)

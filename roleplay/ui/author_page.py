@@ -13,7 +13,7 @@ from roleplay.persona import Conversation
 from roleplay.practice import engine_notice
 from roleplay.scenario import LEVELS, Scenario
 from roleplay.ui import render
-from roleplay.ui.common import ctx, gate, handler, page_frame, require
+from roleplay.ui.common import Problem, action, ctx, gate, handler, page_frame, require
 
 PAGE = "Author"
 ROLES = ("designer",)
@@ -24,6 +24,18 @@ def scenario_files() -> list[str]:
     """YAML file names in the scenarios directory."""
     folder = ctx().settings.scenarios_dir
     return sorted(p.name for p in folder.glob("*.y*ml") if p.is_file()) if folder.is_dir() else []
+
+
+def file_choices() -> list[tuple[str, str]]:
+    """(label, file name) for each scenario file: the scenario's title with its file name."""
+    titles = {src.name: scn.title for scn in ctx().catalog.scenarios.values()
+              if (src := ctx().catalog.sources.get(f"scenario:{scn.id}")) is not None}
+    return [(f"{titles[name]} ({name})" if name in titles else name, name) for name in scenario_files()]
+
+
+def problems(n: int) -> str:
+    """'1 problem', '2 problems'."""
+    return f"{n} problem{'' if n == 1 else 's'}"
 
 
 def check(text: str, file_name: str) -> tuple[Scenario | None, list[ScenarioError]]:
@@ -39,8 +51,15 @@ def problems_html(errors: list[ScenarioError], file_name: str) -> str:
         f'<li class="author-error"><b>{f"Line {e.line}" if e.line is not None else "File"}</b>'
         f'{" · <code>" + render.esc(e.field) + "</code>" if e.field else ""}: {render.esc(e.problem)}</li>'
         for e in errors)
-    return (f'<div class="rp-drift bad" id="author-invalid">✗ {len(errors)} problem{"s" if len(errors) != 1 else ""}; '
+    return (f'<div class="rp-drift bad" id="author-invalid">✗ {problems(len(errors))}; '
             f"fix {'them' if len(errors) != 1 else 'it'} to save.</div><ul id='author-errors'>{rows}</ul>")
+
+
+def _first_problem(errors: list[ScenarioError]) -> str:
+    first = errors[0] if errors else None
+    if first is None:
+        return ""
+    return f" (first: line {first.line}: {first.problem})" if first.line else f" ({first.problem})"
 
 
 # --- handlers ---------------------------------------------------------------------------------------
@@ -52,23 +71,23 @@ def enter(request: gr.Request) -> tuple[Any, ...]:
     if message:
         return message, body, gr.update()
     require(request, PAGE, *ROLES)
-    return "", body, gr.update(choices=scenario_files())
+    return "", body, gr.update(choices=file_choices())
 
 
-@handler
+@action
 def open_file(name: str | None, request: gr.Request) -> tuple[Any, ...]:
     """Load a scenario file into the editor."""
     require(request, PAGE, *ROLES)
     if not name:
         return gr.update(), gr.update(), "", gr.update(), None
     if name not in scenario_files():
-        raise gr.Error(f"No scenario file '{name}'.", print_exception=False)
+        raise Problem(f"There is no scenario file '{name}' any more; pick another.", title="Not found")
     text = (ctx().settings.scenarios_dir / name).read_text(encoding="utf-8")
     _, errors = check(text, name)
     return text, name, problems_html(errors, name), gr.update(interactive=not errors), name
 
 
-@handler
+@action
 def validate(text: str, file_name: str, request: gr.Request) -> tuple[Any, ...]:
     """Live validation as the designer types: problems with line numbers; Save only when valid."""
     require(request, PAGE, *ROLES)
@@ -76,58 +95,66 @@ def validate(text: str, file_name: str, request: gr.Request) -> tuple[Any, ...]:
     return problems_html(errors, file_name), gr.update(interactive=not errors)
 
 
-@handler
+@action
 def save(text: str, file_name: str, opened: str | None, request: gr.Request) -> tuple[Any, ...]:
     """Write the scenario to the scenarios directory, only when it is valid; otherwise write nothing."""
     require(request, PAGE, *ROLES)
     try:
         scenario = save_scenario_text(text, file_name, ctx().settings.scenarios_dir, ctx().catalog, replacing=opened)
     except ValidationErrors as exc:
-        first = exc.errors[0] if exc.errors else None
-        where = f" (first: line {first.line}: {first.problem})" if first and first.line else (
-            f" ({first.problem})" if first else "")
-        raise gr.Error(f"Not saved: the scenario has {len(exc.errors)} problem(s){where}. Nothing was written.",
-                       title="Not saved", print_exception=False) from None
+        raise Problem(f"Not saved: the scenario has {problems(len(exc.errors))}{_first_problem(exc.errors)}. "
+                      "Nothing was written.", title="Not saved") from None
     except RoleplayError as exc:
-        raise gr.Error(f"Not saved: {exc}", title="Not saved", print_exception=False) from None
+        raise Problem(f"Not saved: {exc}", title="Not saved") from None
     ctx().reload_catalog()  # learners see the change on their next visit to Practice
-    gr.Info(f"Saved {file_name}.")
-    return (f'<div class="rp-drift ok" id="author-saved">✓ Saved {render.esc(file_name)} ({scenario.title}).</div>',
-            gr.update(choices=scenario_files(), value=file_name), file_name)
+    gr.Info(f"Saved “{scenario.title}” to {file_name}.")
+    saved = f'<div class="rp-drift ok" id="author-saved">✓ Saved {render.esc(file_name)} (“{render.esc(scenario.title)}”).</div>'
+    return saved, gr.update(choices=file_choices(), value=file_name), file_name
 
 
-@handler
+@action
 def preview_start(text: str, file_name: str, level: str, request: gr.Request) -> tuple[Any, ...]:
     """Start a preview chat with the edited persona (not stored)."""
     require(request, PAGE, *ROLES)
     scenario, errors = check(text, file_name)
     if scenario is None:
-        raise gr.Error(f"Fix the {len(errors)} problem(s) before previewing.", print_exception=False)
+        raise Problem(f"Fix the {problems(len(errors))} before previewing{_first_problem(errors)}.",
+                      title="No preview")
     voice = ctx().voice()
     conv = Conversation(scenario, level or "intermediate", voice, reader=ctx().reader(offline=voice.name == "offline"))
-    return [{"role": "assistant", "content": conv.open()}], conv, engine_notice(voice, ctx().settings), gr.update(interactive=True)
+    return ([{"role": "assistant", "content": conv.open()}], conv, engine_notice(voice, ctx().settings),
+            gr.update(interactive=True))
 
 
-@handler
+@action
 def preview_send(message: str, chat: Messages, conv: Any, request: gr.Request) -> Iterator[tuple[Any, ...]]:
     """Stream the previewed persona's reply."""
     require(request, PAGE, *ROLES)
     if conv is None:
-        raise gr.Error("Start the preview first.", print_exception=False)
+        raise Problem("Start the preview first.", title="No preview")
     if not (message or "").strip():
-        raise gr.Error("Type a line first.", print_exception=False)
+        raise Problem("Type a line first.", title="Nothing sent")
     chat = [*(chat or []), {"role": "user", "content": message.strip()}, {"role": "assistant", "content": "…"}]
     for text in conv.respond(message):
         chat[-1] = {"role": "assistant", "content": text}
-        yield chat, "", _preview_state(conv)
-    yield chat, "", _preview_state(conv)
+        yield chat, "", preview_state(conv)
+    yield chat, "", preview_state(conv)
 
 
-def _preview_state(conv: Any) -> str:
-    st = conv.state
-    revealed = ", ".join(st.revealed_ids) or "none"
-    ended = f" · ended: {st.end_reason}" if st.ended else ""
-    return f"Trust {st.trust:.1f}/5 ({st.mood}) · revealed: {revealed}{ended}"
+ENDINGS = {"success": "the conversation reached a good close", "walkout": "{name} ended the meeting",
+           "timeout": "the time for this meeting ran out", "learner": "you ended it"}
+
+
+def preview_state(conv: Any) -> str:
+    """Where the previewed persona stands, in words: trust and mood, what they have told, how it ended."""
+    st, scn = conv.state, conv.scenario
+    name = scn.persona.name
+    facts = {f.id: f.fact for f in scn.hidden_facts}
+    told = "; ".join(f"“{facts.get(i, i)}”" for i in st.revealed_ids) or "nothing hidden yet"
+    ended = ""
+    if st.ended:
+        ended = " · **ended:** " + ENDINGS.get(st.end_reason or "", st.end_reason or "").format(name=name)
+    return f"Trust {st.trust:.1f} of 5 ({st.mood}) · **{name} has told you:** {told}{ended}"
 
 
 def build() -> dict[str, Any]:

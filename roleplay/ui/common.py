@@ -112,6 +112,65 @@ def _message(exc: BaseException) -> gr.Error:
                     "and tell your administrator if it keeps happening.", title="Server error", print_exception=False)
 
 
+class Problem(Exception):
+    """Something the person entered or picked cannot be used: one line, shown as a warning; the page stays as it is."""
+
+    def __init__(self, message: str, title: str = "Check your input") -> None:
+        super().__init__(message)
+        self.title = title
+
+
+_TITLES = {"PermissionDenied": "Not allowed", "ReviewError": "Review not saved", "NotFoundError": "Not found",
+           "ProviderError": "Model unavailable", "GradingError": "Grading failed", "ValidationErrors": "Not saved",
+           "BuddyError": "Not saved", "StoreError": "Not saved"}
+
+
+def warn(exc: Problem | RoleplayError) -> Any:
+    """Show `exc` as a warning toast (one line) and leave every output as it is (`gr.skip()`): nothing typed is lost."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    title = exc.title if isinstance(exc, Problem) else _TITLES.get(type(exc).__name__, "Not done")
+    gr.Warning(text[:1].upper() + text[1:], title=title)
+    return gr.skip()
+
+
+def action(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a handler whose problems must not cover the page.
+
+    A `Problem` or a library refusal (`RoleplayError`) becomes a warning toast and a `gr.skip()` for every output,
+    so nothing on the page is hidden or lost; sign-in and role refusals (`gr.Error`) and unforeseen failures stay
+    errors, as with `handler`.
+    """
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except (Problem, RoleplayError) as exc:
+                yield warn(exc)
+            except Exception as exc:  # noqa: BLE001 - every error becomes a message
+                raise _message(exc) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (Problem, RoleplayError) as exc:
+            return warn(exc)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a message
+            raise _message(exc) from None
+    return wrapper
+
+
+def display_names() -> dict[str, str]:
+    """Every username with the name the app shows for it."""
+    return {p.username: p.display_name or p.username for p in store().people()}
+
+
 def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a Gradio handler so library errors become messages (`gr.Error`), never tracebacks."""
     if inspect.isgeneratorfunction(fn):

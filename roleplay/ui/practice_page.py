@@ -1,16 +1,26 @@
-"""Practice page (learners): pick a scenario and level, talk to the persona, end, get reviewed feedback."""
+"""Practice page (learners): pick a scenario and level, talk to the persona, end, get feedback and notices.
+
+What the page keeps in step: the scenario and level pickers, the briefing and the chat always show the same session
+(the pickers are locked while a conversation is open), and a learner's own slip (an empty line, a session not started,
+a wrong choice) is a warning toast that hides nothing and keeps what they typed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
 
-from roleplay.errors import RoleplayError
+from roleplay.errors import NotFoundError, PermissionDenied, RoleplayError
 from roleplay.grader import transcript_of_session
 from roleplay.models import Person, PracticeSession
+from roleplay.notices import PRELIMINARY, NoticeService, learner_feedback
 from roleplay.practice import check_message, check_owner, engine_notice, start_practice
+from roleplay.programme import feedback_mode
 from roleplay.reader import MAX_TURN_CHARS
 from roleplay.scenario import LEVELS, SPRINTS
 from roleplay.ui import render
@@ -18,7 +28,52 @@ from roleplay.ui.common import ctx, gate, handler, page_frame, require, store
 
 PAGE = "Practice"
 ROLES = ("learner",)
+NOTICE_POLL_SECONDS = 30  # how often an open Practice page looks for a facilitator's decision
 Messages = list[dict[str, Any]]
+log = logging.getLogger("roleplay.ui")
+
+
+class Slip(RoleplayError):
+    """A learner's correctable slip on a page (an empty line, nothing chosen): shown as a warning, never an error."""
+
+
+def warn(message: str) -> None:
+    """A warning toast with `message` (first letter capitalised); it covers nothing on the page."""
+    text = str(message).strip()
+    gr.Warning(text[:1].upper() + text[1:])
+
+
+def toasts(outputs: int, keep: tuple[type[Exception], ...] = (PermissionDenied, NotFoundError)) -> Callable[..., Any]:
+    """Wrap a handler so a library problem the learner can fix is a warning toast and every output stays as it was.
+
+    A `gr.Error` overlays every output of the event with a red badge (hiding the conversation or the checkboxes);
+    a warning does not. Refusals (`keep`, and the role checks' `gr.Error`) stay errors.
+    """
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        same = (gr.update(),) * outputs if outputs > 1 else gr.update()
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    yield from fn(*args, **kwargs)
+                except RoleplayError as exc:
+                    if isinstance(exc, keep):
+                        raise
+                    warn(str(exc))
+                    yield same
+            return gen
+
+        @functools.wraps(fn)
+        def plain(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except RoleplayError as exc:
+                if isinstance(exc, keep):
+                    raise
+                warn(str(exc))
+                return same
+        return plain
+    return wrap
 
 
 def sprint_label(sprint: str) -> str:
@@ -33,20 +88,41 @@ def scenario_choices() -> list[tuple[str, str]]:
     return [(f"{sprint_label(s.sprint)} · {s.title}", s.id) for s in scenarios]
 
 
-def briefing_md(scenario_id: str | None) -> str:
-    """The briefing a learner reads before starting."""
+def scenario_titles() -> dict[str, str]:
+    """Scenario id → title, for messages a learner reads."""
+    return {s.id: s.title for s in ctx().catalog.scenarios.values()}
+
+
+def briefing_md(scenario_id: str | None, level: str | None = None) -> str:
+    """The briefing a learner reads before starting (and while talking): scenario, level, persona, objectives."""
     if not scenario_id:
         return "Pick a scenario."
     s = ctx().catalog.scenario(scenario_id)
     objectives = "\n".join(f"- {o}" for o in s.objectives)
-    return (f"### {s.title}\n*Sprint: {sprint_label(s.sprint)}.* {s.summary}\n\n"
+    lvl = ""
+    if level in LEVELS:
+        spec = s.levels.get(level)
+        lvl = f"**Level:** {level} ({spec.resistance} resistance; up to {spec.max_turns} of your turns)\n\n"
+    return (f"### {s.title}\n*Sprint: {sprint_label(s.sprint)}.* {s.summary}\n\n{lvl}"
             f"**You are talking to:** {s.persona.name}, {s.persona.role}\n\n"
             f"{s.briefing.strip()}\n\n**Your objectives**\n{objectives}")
 
 
+def level_hint(username: str) -> str:
+    """Which levels count toward certification for this learner (from their pre-assessment)."""
+    try:
+        status = ctx().certification.status(username)
+    except RoleplayError:
+        return ""  # no programme: practice only
+    if not status.assessed:
+        return ("Only sessions at your level or harder count toward certification: take the short pre-assessment on "
+                "the Progress page to set it.")
+    return f"Your level is **{status.level}**: sessions at {status.level} or harder count toward certification."
+
+
 def _own_session(session_id: str | None, person: Person) -> PracticeSession:
     if not session_id:
-        raise gr.Error("Start a session first.", print_exception=False)
+        raise Slip("start a session first: pick a scenario and level, then press Start session")
     check_owner(store(), session_id, person.username)
     return store().get_session(session_id)
 
@@ -69,12 +145,17 @@ def _status(run: Any) -> str:
 
 
 def _session_choices(person: Any) -> list[tuple[str, str]]:
-    titles = {s.id: s.title for s in ctx().catalog.scenarios.values()}
+    titles = scenario_titles()
     out = []
     for sess in store().sessions_for(person.id):
         label = f"{render.when(sess.started_at)} · {titles.get(sess.scenario_id, sess.scenario_id)} ({sess.level})"
         out.append((label + (" · in progress" if sess.status == "active" else ""), sess.id))
     return out
+
+
+def _chat_of(sess: PracticeSession) -> Messages:
+    return [{"role": "user" if t.speaker == "learner" else "assistant", "content": render.chat_text(t.text)}
+            for t in sess.turns]
 
 
 def _download_path(session_id: str) -> str:
@@ -86,8 +167,15 @@ def _download_path(session_id: str) -> str:
     return str(ctx().downloads.write(f"transcript-{session_id}.txt", text))
 
 
+def _programme() -> Any:
+    try:
+        return ctx().programme
+    except RoleplayError:
+        return None  # no programme file: feedback shows at once, as by default
+
+
 def feedback_html(session_id: str) -> str:
-    """What the learner may see about a session's grade: pending, rejected, or the approved feedback."""
+    """What the learner may see about a session's grade: preliminary or awaiting, rejected, or the approved feedback."""
     return _review_html(session_id) + _reflections_html(session_id)
 
 
@@ -104,89 +192,158 @@ def _reflections_html(session_id: str) -> str:
 
 
 def _review_html(session_id: str) -> str:
-    svc = ctx().reviews
-    view = svc.for_session(session_id)
+    view = ctx().reviews.for_session(session_id)
     if view is None:
         return ""
-    if view.status == "pending":
+    scn = ctx().catalog.scenarios.get(view.scenario_id)
+    seen = learner_feedback(view, feedback_mode(_programme(), scn))
+    if seen.state == "awaiting":
         return ('<div class="rp-pending" id="practice-pending">Awaiting facilitator review. Your feedback appears '
                 "here (and on the Progress page) once a facilitator approves it.</div>")
-    if view.status == "rejected":
-        return (f'<div class="rp-rejected">This session was not accepted by {render.esc(view.decided_by)}: '
-                f"{render.esc(view.comment or '')}<br>It does not count; practise again when ready.</div>")
-    transcript, scenario_id = transcript_of_session(store(), session_id)
-    scn = ctx().catalog.scenario(scenario_id)
-    grade = view.current
-    return (f'<div id="practice-approved"><h3>Feedback approved by {render.esc(view.decided_by)}</h3>'
-            + (f"<p><i>“{render.esc(view.comment)}”</i></p>" if view.comment else "")
-            + render.grade_html(grade, ctx().catalog.rubric_for(scn))
+    if seen.state == "rejected":
+        return (f'<div class="rp-rejected" id="practice-rejected">This session was not accepted by '
+                f"{render.esc(seen.decided_by)}: {render.esc(seen.comment or '')}<br>It does not count; practise "
+                "again when ready.</div>")
+    transcript, _ = transcript_of_session(store(), session_id)
+    if scn is None:
+        return '<div class="rp-banner">This scenario is no longer in the library, so its feedback cannot be shown.</div>'
+    body = (render.grade_html(seen.grade, ctx().catalog.rubric_for(scn))
             + "<h4>Your conversation (evidence highlighted)</h4>"
-            + render.transcript_html(transcript.turns, render.evidence_of(grade), persona=scn.persona.name)
-            + "</div>")
+            + render.transcript_html(transcript.turns, render.evidence_of(seen.grade), persona=scn.persona.name))
+    if seen.state == "preliminary":
+        edited = (f" {render.esc(', '.join(seen.edited_by))} has already changed part of it."
+                  if seen.edited_by else "")
+        return (f'<div id="practice-preliminary"><div class="rp-preliminary" id="practice-pending">{PRELIMINARY} '
+                f"Awaiting facilitator review: this AI feedback does not count until it is approved.{edited}</div>"
+                f"<h3>AI feedback (preliminary)</h3>{body}</div>")
+    return (f'<div id="practice-approved"><h3>Feedback approved by {render.esc(seen.decided_by)}</h3>'
+            + (f"<p><i>“{render.esc(seen.comment)}”</i></p>" if seen.comment else "") + body + "</div>")
+
+
+def notices_for(username: str) -> tuple[str, list[str]]:
+    """The learner's notices as HTML (marked read now they are shown) and the sessions the unread ones are about."""
+    notices = NoticeService(store()).show(username)
+    return render.notices_html(notices, scenario_titles()), [n.session_id for n in notices if not n.read]
 
 
 # --- handlers ---------------------------------------------------------------------------------------
 
+def _learner(request: gr.Request) -> Person | None:
+    """The signed-in learner, or None for anyone else (for events that must stay quiet, like the notice poll)."""
+    message, _ = gate(request, PAGE, *ROLES)
+    return None if message else require(request, PAGE, *ROLES)
+
+
 @handler
-def enter(scenario_id: str | None, request: gr.Request) -> tuple[Any, ...]:
-    """Show the page to learners (with fresh scenario and session lists), a refusal to anyone else."""
+def enter(scenario_id: str | None, request: gr.Request, level: str | None = None,
+          session_id: str | None = None) -> tuple[Any, ...]:
+    """Show the page to learners (fresh scenario and session lists, notices), a refusal to anyone else.
+
+    With a session in the chat, the pickers and the briefing show that session's scenario and level.
+    """
     message, body = gate(request, PAGE, *ROLES)
     if message:
-        return message, body, gr.update(), gr.update(), gr.update()
+        return message, body, *[gr.update()] * 6
     person = require(request, PAGE, *ROLES)
     choices = scenario_choices()
     ids = [sid for _, sid in choices]
+    feedback: Any = gr.update()
+    sess = None
+    if session_id:
+        try:
+            sess = _own_session(session_id, person)
+        except (NotFoundError, PermissionDenied):
+            sess = None  # the session in this tab is gone (its learner was removed and re-added, say): start afresh
+    if sess is not None:
+        scenario_id, level = sess.scenario_id, sess.level
+        feedback = feedback_html(sess.id) or gr.update()  # a decision may have come in meanwhile
     chosen = scenario_id if scenario_id in ids else (ids[0] if ids else None)
-    return ("", body, gr.update(choices=choices, value=chosen), briefing_md(chosen),
-            gr.update(choices=_session_choices(person)))
+    notices, _ = notices_for(person.username)
+    return ("", body, gr.update(choices=choices, value=chosen), briefing_md(chosen, level),
+            gr.update(choices=_session_choices(person)), notices, level_hint(person.username), feedback)
 
 
 @handler
-def show_briefing(scenario_id: str | None, request: gr.Request) -> str:
-    """The briefing of the chosen scenario."""
+def pick(scenario_id: str | None, level: str | None, request: gr.Request) -> tuple[Any, ...]:
+    """The learner picked another scenario or level: its briefing, and a fresh chat to start it in.
+
+    The pickers are locked while a conversation is open, so this only ever replaces an ended session's view (which
+    stays under My sessions).
+    """
     require(request, PAGE, *ROLES)
-    return briefing_md(scenario_id)
+    off = gr.update(interactive=False, value="")
+    return (briefing_md(scenario_id, level), [], None, "Press **Start session** when you are ready.", "", off,
+            gr.update(interactive=False), gr.update(interactive=False), gr.update(visible=False, value=None),
+            gr.update(value=None), "")
 
 
 @handler
+@toasts(13)
 def start(scenario_id: str | None, level: str, request: gr.Request) -> tuple[Any, ...]:
-    """Start a stored session; the persona opens."""
+    """Start a stored session; the persona opens. The pickers lock on this session's scenario and level."""
     person = require(request, PAGE, *ROLES)
     if not scenario_id:
-        raise gr.Error("Pick a scenario first.", print_exception=False)
+        raise Slip("pick a scenario first")
     voice = ctx().voice()
     app = ctx()
-    run = start_practice(store(), person.username, app.catalog.scenario(scenario_id), level or "intermediate", voice,
+    level = level or "intermediate"
+    run = start_practice(store(), person.username, app.catalog.scenario(scenario_id), level, voice,
                          model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output),
                          reader=app.reader(offline=voice.name == "offline"))
     ctx().remember(run)
-    chat = [{"role": "assistant", "content": run.open()}]
+    chat = [{"role": "assistant", "content": render.chat_text(run.open())}]
     live = gr.update(interactive=True)
-    return (chat, run.session_id, engine_notice(voice, ctx().settings), _status(run), gr.update(interactive=True, value=""), live, live,
-            "", gr.update(visible=False), gr.update(choices=_session_choices(person), value=run.session_id))
+    return (chat, run.session_id, engine_notice(voice, ctx().settings), _status(run), gr.update(interactive=True, value=""),
+            live, live, "", gr.update(visible=False), gr.update(choices=_session_choices(person), value=run.session_id),
+            gr.update(value=scenario_id, interactive=False), gr.update(value=level, interactive=False),
+            briefing_md(scenario_id, level))
 
 
 @handler
 def send(message: str, chat: Messages, session_id: str | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
-    """Send the learner's line and stream the persona's reply."""
-    check_message(message)  # an oversize message is refused before anything else is done
+    """Send the learner's line and stream the persona's reply.
+
+    A slip (an empty line, no session yet) or a failed turn is a warning toast: the conversation stays in view, and a
+    line that was not taken goes back into the box.
+    """
+    check_message(message)  # an oversize message (the box stops at the limit) is refused before anything else is done
     person = require(request, PAGE, *ROLES)
-    sess = _own_session(session_id, person)
     if not (message or "").strip():
-        raise gr.Error("Type what you want to say first.", print_exception=False)
+        warn("type what you want to say first")
+        yield gr.update(), gr.update(), gr.update(), gr.update()
+        return
+    try:
+        sess = _own_session(session_id, person)
+    except Slip as exc:
+        warn(str(exc))
+        yield gr.update(), gr.update(), gr.update(), gr.update()
+        return
     run = ctx().run(sess.id)
-    chat = [*(chat or []), {"role": "user", "content": message.strip()}, {"role": "assistant", "content": "…"}]
+    said = sum(1 for t in sess.turns if t.speaker == "learner")
+    line = message.strip()
+    chat = [*(chat or []), {"role": "user", "content": render.chat_text(line)}, {"role": "assistant", "content": "…"}]
     yield chat, "", _status(run), gr.update()
-    for text in run.respond(message):
-        chat[-1] = {"role": "assistant", "content": text}
-        yield chat, "", _status(run), gr.update()
+    try:
+        for text in run.respond(message):
+            chat[-1] = {"role": "assistant", "content": render.chat_text(text)}
+            yield chat, "", _status(run), gr.update()
+    except RoleplayError as exc:  # the stored session is the truth: show it, and give back a line it did not take
+        warn(str(exc))
+        stored = store().get_session(sess.id)
+        taken = sum(1 for t in stored.turns if t.speaker == "learner") > said
+        live = stored.status == "active"
+        yield (_chat_of(stored), gr.update(value="" if taken else message, interactive=live),
+               _status(ctx().run(sess.id)) if live else gr.update(), gr.update(interactive=live))
+        return
     live = not run.state.ended
     yield chat, gr.update(value="", interactive=live), _status(run), gr.update(interactive=live)
 
 
 @handler
+@toasts(9)
 def end(session_id: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-    """End the session, grade it (with progress) and send it for facilitator review."""
+    """End the session, grade it (with progress) and show the feedback the programme allows (preliminary or after
+    review); the pickers unlock."""
     person = require(request, PAGE, *ROLES)
     sess = _own_session(session_id, person)
     off = gr.update(interactive=False)
@@ -195,12 +352,14 @@ def end(session_id: str | None, request: gr.Request, progress: gr.Progress = gr.
     progress(0.3, desc="Grading against the rubric")
     run.end_and_grade(ctx().judge(), ctx().catalog)  # once, however many tabs press End
     progress(1.0, desc="Sent to your facilitator")
-    status = "Session ended and graded. A facilitator reviews the grade before you see it."
-    return (status, feedback_html(sess.id), off, off, off,
+    status = "Session ended and graded. A facilitator reviews the grade before it counts."
+    on = gr.update(interactive=True)
+    return (status, feedback_html(sess.id), off, off, off, on, on,
             gr.update(value=_download_path(sess.id), visible=True), gr.update(choices=_session_choices(person)))
 
 
 @handler
+@toasts(1)
 def refresh_feedback(session_id: str | None, request: gr.Request) -> str:
     """Re-check the review of the current session."""
     person = require(request, PAGE, *ROLES)
@@ -211,14 +370,28 @@ def refresh_feedback(session_id: str | None, request: gr.Request) -> str:
     return html
 
 
+def poll(session_id: str | None, request: gr.Request) -> tuple[Any, Any]:
+    """Every `NOTICE_POLL_SECONDS`: show new notices (then they are read) and, when one is about the session in view,
+    its updated feedback. Quiet for anyone but a learner and when nothing is new."""
+    try:
+        person = _learner(request)
+        if person is None or not NoticeService(store()).unread(person.username):
+            return gr.update(), gr.update()
+        notices, about = notices_for(person.username)
+        feedback = feedback_html(session_id) if session_id and session_id in about else gr.update()
+        return notices, feedback
+    except Exception:  # a background poll never shows an error; the next one tries again
+        log.warning("notice poll failed", exc_info=True)
+        return gr.update(), gr.update()
+
+
 @handler
 def open_session(session_id: str | None, request: gr.Request) -> tuple[Any, ...]:
-    """Open one of the learner's sessions: its transcript, and feedback once approved."""
+    """Open one of the learner's sessions: its transcript, feedback, and its scenario and level in the pickers."""
     person = require(request, PAGE, *ROLES)
     if not session_id:
-        return (gr.update(),) * 9
+        return (gr.update(),) * 12
     sess = _own_session(session_id, person)
-    chat = [{"role": "user" if t.speaker == "learner" else "assistant", "content": t.text} for t in sess.turns]
     graded = bool(store().grades_for(sess.id))
     active = sess.status == "active"
     if active:
@@ -228,11 +401,25 @@ def open_session(session_id: str | None, request: gr.Request) -> tuple[Any, ...]
     else:
         status = "Graded; see the feedback below." if graded else "Ended but not graded: press End session & get feedback."
     live = gr.update(interactive=active)
-    return (chat, sess.id, status, feedback_html(sess.id), live, live, gr.update(interactive=not graded),
-            gr.update(value=_download_path(sess.id), visible=bool(sess.turns)), "")
+    return (_chat_of(sess), sess.id, status, feedback_html(sess.id), live, live, gr.update(interactive=not graded),
+            gr.update(value=_download_path(sess.id), visible=bool(sess.turns)), "",
+            gr.update(value=sess.scenario_id, interactive=not active), gr.update(value=sess.level, interactive=not active),
+            briefing_md(sess.scenario_id, sess.level))
 
 
 @handler
+def keep_chat(session_id: str | None, request: gr.Request) -> Messages:
+    """The chat was cleared in the browser: show the stored conversation again (a session ends only with End)."""
+    person = require(request, PAGE, *ROLES)
+    if not session_id:
+        return []
+    sess = _own_session(session_id, person)
+    gr.Info("Your conversation is kept. To finish it, press End session & get feedback.")
+    return _chat_of(sess)
+
+
+@handler
+@toasts(1)
 def share(session_id: str | None, request: gr.Request) -> str:
     """Share the current session with the learner's buddy (who can read it and add reflections)."""
     person = require(request, PAGE, *ROLES)
@@ -250,16 +437,22 @@ def build() -> dict[str, Any]:
     with body, gr.Row():
         with gr.Column(scale=2):
             scenario = gr.Dropdown(choices=[], value=None, label="Scenario (grouped by sprint)",
+                                   info="Locked while a conversation is open; end it to pick another.",
                                    elem_id="practice-scenario")
             level = gr.Radio(list(LEVELS), value="intermediate", label="Level", elem_id="practice-level")
+            hint = gr.Markdown("", elem_id="practice-level-hint")
             brief = gr.Markdown("Pick a scenario.", elem_id="practice-briefing")
             start_btn = gr.Button("Start session", variant="primary", elem_id="practice-start")
             notice = gr.Markdown("", elem_id="practice-engine")
             with gr.Accordion("My sessions", open=False, elem_id="practice-history"):
                 sessions = gr.Dropdown(choices=[], value=None, label="Open a session", elem_id="practice-sessions")
         with gr.Column(scale=3):
+            notices = gr.HTML("", elem_id="practice-notices")
             status = gr.Markdown("", elem_id="practice-status")
-            chat = gr.Chatbot(label="Conversation", elem_id="practice-chat", height=440, buttons=["copy_all"])
+            # Markdown off and every line escaped (render.chat_text): what people type shows as typed, never as HTML.
+            # No copy button: the transcript download is the faithful copy.
+            chat = gr.Chatbot(label="Conversation", elem_id="practice-chat", height=440, buttons=[],
+                              render_markdown=False, sanitize_html=True, allow_tags=False)
             with gr.Row():
                 box = gr.Textbox(label="Your line", placeholder="Say something to the persona…", interactive=False,
                                  elem_id="practice-input", scale=5, lines=1, max_length=MAX_TURN_CHARS)
@@ -273,14 +466,23 @@ def build() -> dict[str, Any]:
             share_md = gr.Markdown("", elem_id="practice-shared")
             feedback = gr.HTML("", elem_id="practice-feedback")
     session_id = gr.State(None)
+    timer = gr.Timer(NOTICE_POLL_SECONDS)
 
-    scenario.change(show_briefing, scenario, brief)
+    for picker in (scenario, level):
+        picker.input(pick, [scenario, level],
+                     [brief, chat, session_id, status, feedback, box, send_btn, end_btn, download, sessions, share_md])
     start_btn.click(start, [scenario, level],
-                    [chat, session_id, notice, status, box, send_btn, end_btn, feedback, download, sessions])
+                    [chat, session_id, notice, status, box, send_btn, end_btn, feedback, download, sessions,
+                     scenario, level, brief])
     for trigger in (box.submit, send_btn.click):
         trigger(send, [box, chat, session_id], [chat, box, status, send_btn])
-    end_btn.click(end, session_id, [status, feedback, box, send_btn, end_btn, download, sessions])
+    end_btn.click(end, session_id, [status, feedback, box, send_btn, end_btn, scenario, level, download, sessions])
     refresh.click(refresh_feedback, session_id, feedback)
     share_btn.click(share, session_id, share_md)
-    sessions.input(open_session, sessions, [chat, session_id, status, feedback, box, send_btn, end_btn, download, notice])
-    return {"gate": gate_md, "body": body, "enter": (enter, [scenario], [gate_md, body, scenario, brief, sessions])}
+    chat.clear(keep_chat, session_id, chat)
+    timer.tick(poll, session_id, [notices, feedback], show_progress="hidden", queue=False)
+    sessions.input(open_session, sessions, [chat, session_id, status, feedback, box, send_btn, end_btn, download, notice,
+                                            scenario, level, brief])
+    return {"gate": gate_md, "body": body,
+            "enter": (enter, [scenario, level, session_id],
+                      [gate_md, body, scenario, brief, sessions, notices, hint, feedback])}

@@ -8,10 +8,12 @@ from typing import Any
 import gradio as gr
 
 from roleplay.buddies import MAX_NOTE, BuddyService
-from roleplay.errors import RoleplayError
+from roleplay.certification import COUNTING_RULE, RETAKE_RULE
+from roleplay.errors import PermissionDenied, RoleplayError
 from roleplay.review import approved_results
 from roleplay.ui import render
 from roleplay.ui.common import ctx, gate, handler, page_frame, require
+from roleplay.ui.practice_page import Slip, scenario_titles, toasts
 
 PAGE = "Progress"
 ROLES = ("learner",)
@@ -56,7 +58,8 @@ def approved_outputs(username: str) -> tuple[Any, ...]:
 def _status_md(status: Any, programme: Any) -> str:
     if not status.assessed:
         return (f"### {programme.title}\nStart with the short pre-assessment below: it sets the level you practise "
-                f"and are certified at. Then choose {programme.choose} sprints.")
+                f"and are certified at. Then choose {programme.choose} sprints.\n\n"
+                f"{programme.pre_assessment.instructions.strip()}")
     out = [f"### {programme.title}",
            f"Your level: **{status.level}** (pre-assessment score {status.score}). **Next:** {status.next_step}."]
     if not status.sprints:
@@ -70,29 +73,56 @@ def _status_md(status: Any, programme: Any) -> str:
             state = f"{s.approved_passing} of {s.required} approved passing sessions; {s.still_needed} more needed"
         out.append(f"\n**{s.title}** ({s.level} or harder): {state}"
                    + (f" · {s.pending_reviews} awaiting review" if s.pending_reviews else ""))
+        titles = scenario_titles()
         for c in s.not_counted:
-            out.append(f"- not counted: {c.scenario_id} ({c.level}, {c.overall:.2f}): {c.reason}")
+            out.append(f"- not counted: {titles.get(c.scenario_id, c.scenario_id)} ({c.level}, {c.overall:.2f}): "
+                       f"{c.reason}")
     return "\n".join(out)
 
 
-def _credential_files(svc: Any, username: str, status: Any) -> list[str]:
-    files = []
+def _credential_files(svc: Any, username: str, status: Any) -> tuple[list[str], str]:
+    """Per certified sprint: the signed JSON credential, a readable HTML certificate and its PDF; and the certificates
+    to show on the page."""
+    files, cards = [], []
+    downloads = ctx().downloads
     for s in status.sprints:
         if s.certified:
-            text = json.dumps(svc.certificate(username, s.sprint), indent=2)
-            files.append(str(ctx().downloads.write(f"{username}-{s.sprint}-credential.json", text)))
-    return files
+            stem = f"{username}-{s.sprint}"
+            files.append(str(downloads.write(f"{stem}-credential.json", json.dumps(svc.certificate(username, s.sprint),
+                                                                                  indent=2))))
+            view = svc.certificate_view(username, s.sprint)
+            files.append(str(downloads.write(f"{stem}-certificate.html", render.certificate_page(view))))
+            pdf = downloads.write(f"{stem}-certificate.pdf", "")  # the folder writes text; the PDF goes in after
+            pdf.write_bytes(render.certificate_pdf(view))
+            files.append(str(pdf))
+            cards.append(render.certificate_card(view))
+    return files, "".join(cards)
 
 
-def certification_outputs(username: str) -> tuple[Any, ...]:
-    """Status, pre-assessment slots, sprint choice, credentials, drills, buddy and shared sessions."""
+def _assessment_html(svc: Any, result: Any) -> str:
+    if result is None:
+        return ""
+    sprints = {s.id: s.title for s in svc.programme.sprints}
+    return render.assessment_html(result, scenario_titles(), sprints, COUNTING_RULE, RETAKE_RULE)
+
+
+def certification_outputs(username: str, retaking: bool = False) -> tuple[Any, ...]:
+    """Status, pre-assessment slots, sprint choice, credentials, drills, the explained pre-assessment result, the
+    retake button, the readable certificates, buddy and shared sessions.
+
+    Args:
+        retaking: Show the questions again (the learner asked to retake the pre-assessment).
+    """
     svc = ctx().certification
     programme = svc.programme
     status = svc.status(username)
+    assessment = svc.assessment(username)
+    can_retake = assessment is not None and assessment.can_retake
+    asking = not status.assessed or (retaking and can_retake)
     questions = programme.pre_assessment.questions
     slots = []
     for i in range(QUESTION_SLOTS):
-        if not status.assessed and i < len(questions):
+        if asking and i < len(questions):
             q = questions[i]
             slots.append(gr.update(visible=True, label=f"{i + 1}. {q.situation.strip()}", value=None,
                                    choices=[(o.text, o.id) for o in q.options]))
@@ -101,21 +131,25 @@ def certification_outputs(username: str) -> tuple[Any, ...]:
     locked = any(s.certified for s in status.sprints)
     chosen = [s.sprint for s in status.sprints]
     sprint_choice = gr.update(choices=[(s.title, s.id) for s in programme.sprints], value=chosen,
-                              visible=status.assessed, label=f"Choose {programme.choose} sprints",
+                              visible=status.assessed and not asking, label=f"Choose {programme.choose} sprints",
                               interactive=status.assessed)
-    drills = [[d.due_on.isoformat(), d.scenario_title, d.level, d.sprint, d.purpose] for d in svc.drills(username)]
-    shared = [(f"{s.learner} · {s.scenario_id} ({s.level}) · shared {render.when(s.shared_at)}", s.session_id)
+    titles = scenario_titles()
+    drills = [[d.due_on.isoformat(), d.scenario_title, d.level, programme.sprint_title(d.sprint), d.purpose]
+              for d in svc.drills(username)]
+    shared = [((f"{s.learner} · {titles.get(s.scenario_id, s.scenario_id)} ({s.level}) · shared "
+                f"{render.when(s.shared_at)}"), s.session_id)
               for s in ctx().buddies.buddy_sessions(username)]
     buddy = ctx().buddies.buddy_of(username)
-    return (_status_md(status, programme), *slots, gr.update(visible=not status.assessed),
-            sprint_choice, gr.update(visible=status.assessed and not locked),
-            gr.update(value=_credential_files(svc, username, status) or None,
-                      visible=any(s.certified for s in status.sprints)),
-            drills, buddy or "",
-            gr.update(choices=shared, value=None))
+    files, cards = _credential_files(svc, username, status)
+    return (_status_md(status, programme), *slots, gr.update(visible=asking),
+            sprint_choice, gr.update(visible=status.assessed and not locked and not asking),
+            gr.update(value=files or None, visible=bool(files)),
+            drills, _assessment_html(svc, assessment),
+            gr.update(visible=can_retake and not asking), gr.update(value=cards, visible=bool(cards)),
+            buddy or "", gr.update(choices=shared, value=None))
 
 
-CERT_COUNT = 1 + QUESTION_SLOTS + 1 + 2 + 1 + 1 + 1 + 1  # outputs of certification_outputs
+CERT_COUNT = 1 + QUESTION_SLOTS + 1 + 2 + 1 + 1 + 3 + 1 + 1  # outputs of certification_outputs
 
 
 # --- handlers ---------------------------------------------------------------------------------------
@@ -135,22 +169,33 @@ def enter(request: gr.Request) -> tuple[Any, ...]:
 
 
 @handler
+@toasts(CERT_COUNT)
 def assess(q0: str | None, q1: str | None, q2: str | None, q3: str | None, q4: str | None, q5: str | None,
            q6: str | None, q7: str | None, request: gr.Request) -> tuple[Any, ...]:
-    """Score the pre-assessment; it sets the learner's level."""
+    """Score the pre-assessment; it sets the learner's level, and the result explains itself."""
     person = require(request, PAGE, *ROLES)
     svc = ctx().certification
     questions = svc.programme.pre_assessment.questions
     given = [q0, q1, q2, q3, q4, q5, q6, q7][:len(questions)]
     missing = [str(i + 1) for i, a in enumerate(given) if not a]
     if missing:
-        raise gr.Error(f"Answer every question first (missing: {', '.join(missing)}).", print_exception=False)
+        raise Slip(f"answer every question first (missing: {', '.join(missing)}); your other answers are kept")
     level = svc.pre_assessment(person.username, {q.id: a for q, a in zip(questions, given) if a})
-    gr.Info(f"Your starting level is {level}.")
+    result = svc.assessment(person.username)
+    gr.Info(f"{result.score if result else ''} of {svc.programme.max_score} points: you start at {level}. "
+            "What that means is under your status.")
     return certification_outputs(person.username)
 
 
 @handler
+def retake(request: gr.Request) -> tuple[Any, ...]:
+    """Show the pre-assessment's questions again (until sprints are chosen)."""
+    person = require(request, PAGE, *ROLES)
+    return certification_outputs(person.username, retaking=True)
+
+
+@handler
+@toasts(CERT_COUNT)
 def choose(sprints: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
     """Choose the sprints to be certified in."""
     person = require(request, PAGE, *ROLES)
@@ -160,14 +205,15 @@ def choose(sprints: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
 
 
 @handler
+@toasts(CERT_COUNT, keep=(PermissionDenied,))
 def set_buddy(buddy: str, request: gr.Request) -> tuple[Any, ...]:
     """Name (or change) the learning buddy."""
     person = require(request, PAGE, *ROLES)
     name = (buddy or "").strip()
     if not name:
-        raise gr.Error("Type your buddy's username first.", print_exception=False)
+        raise Slip("type your buddy's username first")
     if len(name) > USERNAME_MAX:
-        raise gr.Error(f"A username has at most {USERNAME_MAX} characters.", print_exception=False)
+        raise Slip(f"a username has at most {USERNAME_MAX} characters")
     ctx().store.learner(name)  # one answer for unknown people and other roles: names are not revealed
     ctx().buddies.name_buddy(person.username, name)
     gr.Info(f"{name} is now your learning buddy; share sessions with them from the Practice page.")
@@ -193,11 +239,12 @@ def open_shared(session_id: str | None, request: gr.Request) -> tuple[str, str]:
 
 
 @handler
+@toasts(3)
 def reflect(session_id: str | None, note: str, request: gr.Request) -> tuple[str, str, str]:
-    """Add a reflection note to a shared session."""
+    """Add a reflection note to a shared session (a problem is a warning; the note stays in its box)."""
     person = require(request, PAGE, *ROLES)
     if not session_id:
-        raise gr.Error("Open a shared session first.", print_exception=False)
+        raise Slip("open a shared session first")
     svc = ctx().buddies
     svc.add_reflection(person.username, session_id, note)
     return (*_shared_html(svc, person.username, session_id), "")
@@ -214,11 +261,15 @@ def build() -> dict[str, Any]:
                              for i in range(QUESTION_SLOTS)]
                 assess_btn = gr.Button("Submit pre-assessment", variant="primary", visible=False,
                                        elem_id="progress-assess")
+                assessment = gr.HTML("", elem_id="progress-assessment")
+                retake_btn = gr.Button("Retake the pre-assessment", visible=False, elem_id="progress-retake")
                 sprints = gr.CheckboxGroup([], value=[], visible=False, label="Choose sprints", elem_id="progress-sprints")
                 choose_btn = gr.Button("Save sprint choice", visible=False, elem_id="progress-choose")
             with gr.Column(scale=2):
-                credentials = gr.File(label="Your credentials (Open Badges 3.0 JSON)", file_count="multiple",
-                                      interactive=False, visible=False, elem_id="progress-credentials")
+                certificate = gr.HTML("", visible=False, elem_id="progress-certificate")
+                credentials = gr.File(label="Your certificates: readable (HTML, PDF) and verifiable (Open Badges 3.0 "
+                                      "JSON)", file_count="multiple", interactive=False, visible=False,
+                                      elem_id="progress-credentials")
                 gr.Markdown("#### Reinforcement drills")
                 drills = gr.Dataframe(headers=["Due", "Scenario", "Level", "Sprint", "Why"], value=[],
                                       interactive=False, elem_id="progress-drills")
@@ -243,8 +294,10 @@ def build() -> dict[str, Any]:
             note = gr.Textbox(label="Your reflection (what went well, what to try next)", lines=2,
                               elem_id="progress-note", max_length=MAX_NOTE)
             note_btn = gr.Button("Add reflection", elem_id="progress-reflect")
-    cert_out = [cert, *questions, assess_btn, sprints, choose_btn, credentials, drills, buddy, shared]
+    cert_out = [cert, *questions, assess_btn, sprints, choose_btn, credentials, drills, assessment, retake_btn,
+                certificate, buddy, shared]
     assess_btn.click(assess, questions, cert_out)
+    retake_btn.click(retake, None, cert_out)
     choose_btn.click(choose, sprints, cert_out)
     buddy_btn.click(set_buddy, buddy, cert_out)
     shared.input(open_shared, shared, [shared_transcript, reflections])

@@ -38,6 +38,27 @@ CSS = """
 .rp-banner {padding: 6px 10px; border-radius: 8px; background: #f1f5f9; color: #0f172a;}
 .rp-drift {padding: 6px 10px; border-radius: 8px; font-weight: 600;}
 .rp-drift.bad {background: #fee2e2; color: #7f1d1d;} .rp-drift.ok {background: #dcfce7; color: #14532d;}
+.rp-preliminary {padding: 10px 12px; border-radius: 8px; background: #fef9c3; color: #713f12; font-weight: 600;
+                 border: 1px dashed #ca8a04;}
+.rp-notices {display: flex; flex-direction: column; gap: 4px;}
+.rp-notices .rp-notice {padding: 4px 8px; border-radius: 6px; background: #f1f5f9; color: #0f172a;}
+.rp-notices .rp-notice.new {background: #e0e7ff; font-weight: 600;}
+.rp-kind {display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 0.8em; font-weight: 700; color: #fff;}
+.rp-kind.approved {background: #16a34a;} .rp-kind.edited {background: #7c3aed;} .rp-kind.rejected {background: #dc2626;}
+.rp-badge {display: inline-block; min-width: 1.4em; padding: 0 6px; border-radius: 999px; background: #4f46e5;
+           color: #fff; font-weight: 700; text-align: center; margin-right: 6px;}
+.rp-bands {border-collapse: collapse; margin: 6px 0;} .rp-bands td, .rp-bands th {padding: 4px 8px;
+           border: 1px solid #e4e4e7; text-align: left; vertical-align: top;}
+.rp-bands tr.yours {background: #e0e7ff; font-weight: 600;}
+/* the chat's own clear (trash) button empties the view while the stored session goes on: sessions end with End */
+#practice-chat button[aria-label="Clear"], #practice-chat button[title="Clear"] {display: none !important;}
+""" + """
+.rp-certificate {border: 6px double #4338ca; border-radius: 12px; padding: 24px 32px; max-width: 760px;
+                 background: #fffdf7; color: #1e1b4b; font-family: Georgia, 'Times New Roman', serif;}
+.rp-certificate h2 {margin: 0 0 4px 0; font-size: 1.6em; color: #312e81;} .rp-certificate .rp-holder {font-size: 1.5em;
+                 font-weight: 700; margin: 10px 0;} .rp-certificate .rp-small {font-size: 0.85em; color: #475569;}
+.rp-verified {padding: 6px 10px; border-radius: 8px; font-weight: 600; font-family: sans-serif;}
+.rp-verified.ok {background: #dcfce7; color: #14532d;} .rp-verified.bad {background: #fee2e2; color: #7f1d1d;}
 """
 
 
@@ -194,3 +215,120 @@ def frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> Any:
     if not rows:
         return None
     return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
+def chat_text(text: str) -> str:
+    """A learner's or persona's line for the chat, shown as typed: `<b>` stays the four characters, never bold.
+
+    The chat renders its messages as HTML, so the text is escaped here (and the chat's Markdown is off).
+    """
+    return html.escape(str(text), quote=False)
+
+
+def notices_html(notices: Sequence[Any], titles: dict[str, str] | None = None) -> str:
+    """A learner's notices (newest first), the unread ones marked new, with a count badge; '' when there are none."""
+    if not notices:
+        return ""
+    new = sum(1 for n in notices if not n.read)
+    head = (f'<span class="rp-badge" id="practice-notice-count">{new}</span><b>new from your facilitator</b>'
+            if new else "<b>From your facilitator</b>")
+    label = {"approved": "Approved", "edited": "Changed", "rejected": "Not accepted"}
+    rows = "".join(f'<div class="rp-notice{"" if n.read else " new"}" data-kind="{esc(n.kind)}">'
+                   f'<span class="rp-kind {esc(n.kind)}">{label.get(str(n.kind), "Review")}</span> '
+                   f"{esc(n.text(titles))} <small>({when(n.created_at)})</small></div>"
+                   for n in notices)
+    return f'<div class="rp-notices"><div>{head}</div>{rows}</div>'
+
+
+def assessment_html(result: Any, titles: dict[str, str], sprint_titles: dict[str, str], rule: str,
+                    retake_rule: str) -> str:
+    """A pre-assessment result that explains itself: score, bands and their meaning, what it means for sessions."""
+    bands = "".join(
+        f'<tr class="{"yours" if b.level == result.level else ""}"><td>{esc(b.level)}'
+        f'{" (you)" if b.level == result.level else ""}</td><td>{b.min_score}–{b.max_score}</td>'
+        f"<td>{esc(b.meaning)}</td></tr>" for b in result.bands)
+    out = [(f'<div id="progress-assessment-result"><h4>Your pre-assessment: {result.score} of {result.max_score} '
+            f"points → {esc(result.level)}</h4>"),
+           f'<table class="rp-bands"><tr><th>Level</th><th>Score</th><th>What it means</th></tr>{bands}</table>',
+           f"<p>You practise and are certified at <b>{esc(result.level)}</b>. {esc(rule)}</p>"]
+    if result.sessions:
+        items = "".join(
+            f"<li>{esc(titles.get(p.scenario_id, p.scenario_id))} at {esc(p.level)} "
+            f"({esc(sprint_titles.get(p.sprint, p.sprint))}): "
+            + ("<b>counts</b>" if p.counts else f"does not count ({esc(p.reason)})") + "</li>"
+            for p in result.sessions)
+        out.append(f"<p>Your approved sessions so far:</p><ul>{items}</ul>")
+    out.append(f"<p><i>{esc(retake_rule if result.can_retake else 'Your level is fixed now that you have chosen your sprints.')}"
+               "</i></p></div>")
+    return "".join(out)
+
+
+def certificate_card(view: Any) -> str:
+    """A readable certificate (HTML) from a `CertificateView`, with its verification result."""
+    ok = "ok" if view.verified else "bad"
+    issuer = (f'<a href="{esc(view.issuer_url)}">{esc(view.issuer)}</a>' if view.issuer_url else esc(view.issuer))
+    comment = f"<p><i>“{esc(view.comment)}”</i> — {esc(view.signed_off_by)}</p>" if view.comment else ""
+    return (f'<div class="rp-certificate" data-sprint="{esc(view.sprint)}"><div class="rp-small">Certificate</div>'
+            f"<h2>{esc(view.achievement)}</h2><div>awarded to</div><div class=\"rp-holder\">{esc(view.holder)}</div>"
+            f"<p>{esc(view.description)}</p><p class=\"rp-small\">{esc(view.criteria)}</p>"
+            f"<p class=\"rp-small\">Evidence: {esc(view.evidence)}</p>{comment}"
+            f"<p>Issued by {issuer} on {esc(view.issued_at[:10])}.</p>"
+            f'<div class="rp-verified {ok}">{esc(view.verification)}</div>'
+            f'<p class="rp-small">Credential {esc(view.credential_id)} · Open Badges 3.0; the JSON file beside this one '
+            "is the verifiable original.</p></div>")
+
+
+def certificate_page(view: Any) -> str:
+    """A whole HTML page holding the certificate, for download and printing."""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(view.achievement)} — '
+            f"{esc(view.holder)}</title><style>body {{margin: 40px; background: #f8fafc;}}{CSS}</style></head>"
+            f"<body>{certificate_card(view)}</body></html>\n")
+
+
+_PDF_FOLD = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "—": "-", "–": "-", "…": "...", "→": "->",
+                           "\u00a0": " "})
+
+
+def _latin1(text: str) -> str:
+    """Text the PDF's built-in fonts can draw: typographic marks folded, anything else outside Latin-1 as '?'."""
+    return str(text).translate(_PDF_FOLD).encode("latin-1", "replace").decode("latin-1")
+
+
+def certificate_pdf(view: Any) -> bytes:
+    """The certificate as a one-page A4 landscape PDF (fpdf2, built-in fonts; the HTML keeps every character)."""
+    from fpdf import FPDF
+    from fpdf.enums import XPos, YPos
+
+    pdf = FPDF(orientation="L", format="A4")
+    pdf.set_compression(False)  # one small page; plain text streams stay searchable by any tool
+    pdf.set_title(_latin1(view.achievement))
+    pdf.set_author(_latin1(view.issuer))
+    pdf.set_auto_page_break(auto=True, margin=12)
+    pdf.add_page()
+    pdf.set_draw_color(67, 56, 202)
+    pdf.set_line_width(1.2)
+    pdf.rect(10, 10, 277, 190)
+    width = 247
+
+    def line(text: str, size: float, style: str = "", gap: float = 3, color: tuple[int, int, int] = (30, 27, 75)) -> None:
+        pdf.set_font("Helvetica", style, size)
+        pdf.set_text_color(*color)
+        pdf.set_x(25)
+        pdf.multi_cell(width, size * 0.5, _latin1(text), align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(gap)
+
+    pdf.set_y(34)
+    line("Certificate", 12, color=(71, 85, 105))
+    line(view.achievement, 22, "B", 6)
+    line("awarded to", 12)
+    line(view.holder, 26, "B", 6)
+    line(view.description, 11, gap=4)
+    line(view.criteria, 9, gap=2, color=(71, 85, 105))
+    line(f"Evidence: {view.evidence}", 9, gap=4, color=(71, 85, 105))
+    if view.comment:
+        line(f'"{view.comment}" - {view.signed_off_by}', 11, "I", 4)
+    line(f"Issued by {view.issuer} on {view.issued_at[:10]}.", 11, gap=3)
+    line(view.verification, 10, "B", 2, (20, 83, 45) if view.verified else (127, 29, 29))
+    line(f"Credential {view.credential_id} (Open Badges 3.0; the JSON file is the verifiable original)", 8,
+         color=(100, 116, 139))
+    return bytes(pdf.output())

@@ -10,7 +10,7 @@ from roleplay.grader import transcript_of_session
 from roleplay.models import ReviewStatus
 from roleplay.review import CriterionEdit
 from roleplay.ui import render
-from roleplay.ui.common import ctx, gate, handler, page_frame, require, store
+from roleplay.ui.common import Problem, action, ctx, display_names, gate, handler, page_frame, require, store
 
 PAGE = "Review"
 ROLES = ("facilitator",)
@@ -19,58 +19,65 @@ HEADERS = ["Review", "Learner", "Scenario", "Level", "AI overall", "Status", "Gr
 
 
 def _picked(value: int | str | None) -> int | None:
-    """A number picked in a dropdown or radio (None when nothing is picked)."""
+    """A number picked in a radio or kept in the page's state (None when nothing is picked)."""
     return None if value is None or value == "" else int(value)
 
 
-def _queue(status: str | None, keep: int | None = None) -> tuple[list[list[Any]], list[tuple[str, int]]]:
-    """Queue rows and dropdown choices (`keep` stays choosable even when it left this status)."""
-    svc = ctx().reviews
-    views = svc.queue(None if status is None or status == "all" else ReviewStatus(status))
-    if keep is not None and all(v.review_id != keep for v in views):
-        extra = svc.get(keep)
-    else:
-        extra = None
+def _who(username: str | None, names: dict[str, str]) -> str:
+    """A person as a facilitator knows them: their name, with the username when it differs."""
+    if not username:
+        return "—"
+    name = names.get(username, username)
+    return name if name == username else f"{name} ({username})"
+
+
+def _queue(status: str | None) -> list[list[Any]]:
+    """Queue rows (review number, learner's and scenario's names, ...), oldest first."""
+    views = ctx().reviews.queue(None if status is None or status == "all" else ReviewStatus(status))
     titles = {s.id: s.title for s in ctx().catalog.scenarios.values()}
-    rows, choices = [], []
+    names = display_names()
+    rows = []
     for v in views:
         created = v.history[0].at if v.history else None
-        rows.append([v.review_id, v.learner, titles.get(v.scenario_id, v.scenario_id), v.level,
+        rows.append([v.review_id, names.get(v.learner, v.learner), titles.get(v.scenario_id, v.scenario_id), v.level,
                      round(v.ai_grade.overall, 2), v.status, render.when(created)])
-        choices.append((f"#{v.review_id} · {v.learner} · {titles.get(v.scenario_id, v.scenario_id)} ({v.status})",
-                        v.review_id))
-    if extra is not None:
-        label = f"#{extra.review_id} · {extra.learner} · {titles.get(extra.scenario_id, extra.scenario_id)} ({extra.status})"
-        choices.append((label, extra.review_id))
-    return rows, choices
+    return rows
+
+
+def edits_said(history: Any) -> str:
+    """How often facilitators changed a grade, in words ("not edited yet", "edited once", "edited 3 times")."""
+    edits = sum(1 for h in history if h.action == "edit")
+    return "not edited yet" if edits == 0 else "edited once" if edits == 1 else f"edited {edits} times"
 
 
 def _view_outputs(review_id: int) -> tuple[Any, ...]:
-    """Header, transcript, grade, history, version, criterion choices and decision-button states of a review."""
+    """Header, transcript, grade, history, version, criterion choices, decision-button states and the review id."""
     view = ctx().reviews.get(int(review_id))
     rubric = ctx().catalog.rubric(view.ai_grade.rubric_id)
     scn = ctx().catalog.scenarios.get(view.scenario_id)
     transcript, _ = transcript_of_session(store(), view.session_id)
     names = {c.id: c.name for c in rubric.criteria}
-    header = (f"### Review #{view.review_id} · {view.status}\n**Learner:** {view.learner} · **Scenario:** "
-              f"{scn.title if scn else view.scenario_id} ({view.level}) · **Rubric:** {rubric.title} · "
-              f"**Version:** {view.version}"
-              + (f"\n\n**Decided by** {view.decided_by}, {render.when(view.decided_at)}: “{view.comment}”"
+    people = display_names()
+    header = (f"### Review #{view.review_id} · {view.status}\n**Learner:** {_who(view.learner, people)} · "
+              f"**Scenario:** {scn.title if scn else view.scenario_id} ({view.level}) · **Rubric:** {rubric.title} · "
+              f"**Grade** {edits_said(view.history)}"
+              + (f"\n\n**Decided by** {_who(view.decided_by, people)}, {render.when(view.decided_at)}: “{view.comment}”"
                  if view.decided_by else ""))
     grade = render.grade_html(view.current, rubric, ai_grade=view.ai_grade, show_checks=True)
     pending = view.status == "pending"
     act = gr.update(interactive=pending)
     return (header,
-            render.transcript_html(transcript.turns, render.evidence_of(view.current), learner=view.learner,
+            render.transcript_html(transcript.turns, render.evidence_of(view.current),
+                                   learner=people.get(view.learner, view.learner),
                                    persona=scn.persona.name if scn else "Persona"),
             grade, render.history_md(view.history, names), view.version,
             gr.update(choices=[(c.name, c.id) for c in rubric.criteria], value=None, interactive=pending),
-            gr.update(value=None), "", "", act, act, act)
+            gr.update(value=None), "", "", act, act, act, view.review_id)
 
 
-EMPTY_VIEW = ("Pick a review from the queue.", "", "", "", None, gr.update(choices=[], value=None),
+EMPTY_VIEW = ("Click a review in the queue to open it.", "", "", "", None, gr.update(choices=[], value=None),
               gr.update(value=None), "", "", gr.update(interactive=False), gr.update(interactive=False),
-              gr.update(interactive=False))
+              gr.update(interactive=False), None)
 
 
 # --- handlers ---------------------------------------------------------------------------------------
@@ -80,21 +87,19 @@ def enter(status: str, request: gr.Request) -> tuple[Any, ...]:
     """Show the queue to facilitators, a refusal to anyone else."""
     message, body = gate(request, PAGE, *ROLES)
     if message:
-        return message, body, gr.update(), gr.update()
+        return message, body, gr.update()
     require(request, PAGE, *ROLES)
-    rows, choices = _queue(status or "pending")
-    return "", body, rows, gr.update(choices=choices)
+    return "", body, _queue(status or "pending")
 
 
-@handler
-def load_queue(status: str, request: gr.Request) -> tuple[Any, ...]:
+@action
+def load_queue(status: str, request: gr.Request) -> Any:
     """The reviews with a status."""
     require(request, PAGE, *ROLES)
-    rows, choices = _queue(status or "pending")
-    return rows, gr.update(choices=choices, value=None)
+    return _queue(status or "pending")
 
 
-@handler
+@action
 def open_review(review_id: int | str | None, request: gr.Request) -> tuple[Any, ...]:
     """Transcript and grade of one review, evidence highlighted, with its history."""
     require(request, PAGE, *ROLES)
@@ -104,7 +109,17 @@ def open_review(review_id: int | str | None, request: gr.Request) -> tuple[Any, 
     return _view_outputs(picked)
 
 
-@handler
+@action
+def open_row(evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+    """A click on a queue row opens that review."""
+    require(request, PAGE, *ROLES)
+    row = evt.row_value or []
+    if not row or row[0] in (None, ""):
+        return EMPTY_VIEW
+    return _view_outputs(int(row[0]))
+
+
+@action
 def pick_criterion(review_id: int | str | None, criterion_id: str | None, request: gr.Request) -> tuple[Any, ...]:
     """Prefill the edit form with a criterion's current level, feedback and better line."""
     require(request, PAGE, *ROLES)
@@ -115,16 +130,16 @@ def pick_criterion(review_id: int | str | None, criterion_id: str | None, reques
     return gr.update(value=c.level), c.rationale, c.better_alternative
 
 
-@handler
+@action
 def save_edit(review_id: int | str | None, version: int | None, criterion_id: str | None, level: int | str | None,
               feedback: str, better: str, reason: str, status: str, request: gr.Request) -> tuple[Any, ...]:
     """Change one criterion (only what differs), with a reason; refused if someone else changed it meanwhile."""
     person = require(request, PAGE, *ROLES)
     picked = _picked(review_id)
     if picked is None:
-        raise gr.Error("Pick a review first.", print_exception=False)
+        raise Problem("Open a review from the queue first.", title="Nothing to edit")
     if not criterion_id:
-        raise gr.Error("Pick the criterion to change.", print_exception=False)
+        raise Problem("Pick the criterion to change.", title="Edit not saved")
     svc = ctx().reviews
     current = svc.get(picked).current.criterion(criterion_id)
     new_level = _picked(level)
@@ -135,37 +150,35 @@ def save_edit(review_id: int | str | None, version: int | None, criterion_id: st
         better_alternative=better.strip() if better and better.strip() != current.better_alternative else None,
     )
     if edit.level is None and edit.feedback is None and edit.better_alternative is None:
-        raise gr.Error("Nothing changed: set a different level, feedback or better line first.", print_exception=False)
+        raise Problem("Nothing changed: set a different level, feedback or better line first.", title="Edit not saved")
     svc.edit(picked, person.username, [edit], reason, expected_version=version)
     gr.Info("Edit saved to the review's history.")
-    rows, choices = _queue(status, keep=picked)
-    return (*_view_outputs(picked), "", rows, gr.update(choices=choices))
+    return (*_view_outputs(picked), "", _queue(status))
 
 
-def _decide(action: str, review_id: int | str | None, version: int | None, comment: str, status: str,
+def _decide(action_name: str, review_id: int | str | None, version: int | None, comment: str, status: str,
             request: gr.Request) -> tuple[Any, ...]:
     person = require(request, PAGE, *ROLES)
     picked = _picked(review_id)
     if picked is None:
-        raise gr.Error("Pick a review first.", print_exception=False)
+        raise Problem("Open a review from the queue first.", title="Nothing to decide")
     svc = ctx().reviews
-    if action == "approve":
+    if action_name == "approve":
         svc.approve(picked, person.username, (comment or "").strip() or None, expected_version=version)
         gr.Info("Approved: the learner can now see this feedback.")
     else:
         svc.reject(picked, person.username, comment, expected_version=version)
         gr.Info("Rejected: the learner sees your reason.")
-    rows, choices = _queue(status, keep=picked)
-    return (*_view_outputs(picked), "", rows, gr.update(choices=choices))
+    return (*_view_outputs(picked), "", _queue(status))
 
 
-@handler
+@action
 def approve(review_id: int | None, version: int | None, comment: str, status: str, request: gr.Request) -> tuple[Any, ...]:
     """Approve the grade as it stands (with edits)."""
     return _decide("approve", review_id, version, comment, status, request)
 
 
-@handler
+@action
 def reject(review_id: int | None, version: int | None, comment: str, status: str, request: gr.Request) -> tuple[Any, ...]:
     """Reject the grade with a reason."""
     return _decide("reject", review_id, version, comment, status, request)
@@ -180,29 +193,33 @@ def _ready_choices() -> list[tuple[str, str]]:
             continue
         for s in svc.status(person.username).sprints:
             if s.ready_for_sign_off:
-                out.append((f"{person.username} · {s.title} ({s.level}, {s.approved_passing} approved passing)",
-                            f"{person.username}|{s.sprint}"))
+                label = (f"{_who(person.username, {person.username: person.display_name})} · {s.title} "
+                         f"({s.level}, {s.approved_passing} approved passing)")
+                out.append((label, f"{person.username}|{s.sprint}"))
     return out
 
 
-@handler
+@action
 def load_sign_offs(request: gr.Request) -> Any:
     """Learners whose sprints are ready for a facilitator's sign-off."""
     require(request, PAGE, *ROLES)
     return gr.update(choices=_ready_choices(), value=None)
 
 
-@handler
+@action
 def sign_off(choice: str | None, comment: str, request: gr.Request) -> tuple[Any, ...]:
     """Certify a learner's sprint with a written comment; the credential is issued and drills scheduled."""
     person = require(request, PAGE, *ROLES)
     if not choice or "|" not in choice:
-        raise gr.Error("Pick a learner and sprint that are ready for sign-off.", print_exception=False)
+        raise Problem("Pick a learner and sprint that are ready for sign-off.", title="Not signed off")
     learner, sprint = choice.split("|", 1)
     cert = ctx().certification.sign_off(sprint, learner, person.username, comment)
     drills = ", ".join(f"{d.scenario_title} on {d.due_on.isoformat()}" for d in cert.drills) or "none"
-    gr.Info(f"{learner} is certified in {sprint}.")
-    return (f"**{learner}** certified in **{sprint}** at {cert.level}; credential issued. Drills scheduled: {drills}.",
+    who = _who(learner, display_names())
+    titles = {s.sprint: s.title for s in ctx().certification.status(learner).sprints}
+    sprint_title = titles.get(sprint, sprint)
+    gr.Info(f"{who} is certified in {sprint_title}.")
+    return (f"**{who}** certified in **{sprint_title}** at {cert.level}; credential issued. Drills scheduled: {drills}.",
             gr.update(choices=_ready_choices(), value=None), "")
 
 
@@ -213,9 +230,10 @@ def build() -> dict[str, Any]:
         with gr.Row():
             status = gr.Radio(list(STATUSES), value="pending", label="Show", elem_id="review-status", scale=3)
             refresh = gr.Button("Refresh queue", elem_id="review-refresh", scale=1)
-        queue = gr.Dataframe(headers=HEADERS, value=[], interactive=False, elem_id="review-queue", max_height=220)
-        pick = gr.Dropdown(choices=[], value=None, label="Open review", elem_id="review-pick")
-        header = gr.Markdown("Pick a review from the queue.", elem_id="review-header")
+        queue = gr.Dataframe(headers=HEADERS, value=[], interactive=False, elem_id="review-queue", max_height=220,
+                             show_search="search")
+        gr.Markdown("Click a row to open that review.", elem_id="review-queue-hint")
+        header = gr.Markdown("Click a review in the queue to open it.", elem_id="review-header")
         with gr.Row():
             with gr.Column(scale=1):
                 gr.Markdown("#### Transcript (evidence highlighted)")
@@ -248,17 +266,18 @@ def build() -> dict[str, Any]:
             signoff_btn = gr.Button("Sign off and issue credential", variant="primary", elem_id="review-signoff")
             signoff_md = gr.Markdown("", elem_id="review-signoff-result")
     version = gr.State(None)
+    current = gr.State(None)  # the open review's number
 
     view = [header, transcript, grade, history, version, criterion, level, feedback, better, save_btn, approve_btn,
-            reject_btn]
-    status.change(load_queue, status, [queue, pick])
-    refresh.click(load_queue, status, [queue, pick])
-    pick.input(open_review, pick, view)
-    criterion.input(pick_criterion, [pick, criterion], [level, feedback, better])
-    save_btn.click(save_edit, [pick, version, criterion, level, feedback, better, reason, status],
-                   [*view, reason, queue, pick])
-    approve_btn.click(approve, [pick, version, comment, status], [*view, comment, queue, pick])
-    reject_btn.click(reject, [pick, version, comment, status], [*view, comment, queue, pick])
+            reject_btn, current]
+    status.change(load_queue, status, queue)
+    refresh.click(load_queue, status, queue)
+    queue.select(open_row, None, view)
+    criterion.input(pick_criterion, [current, criterion], [level, feedback, better])
+    save_btn.click(save_edit, [current, version, criterion, level, feedback, better, reason, status],
+                   [*view, reason, queue])
+    approve_btn.click(approve, [current, version, comment, status], [*view, comment, queue])
+    reject_btn.click(reject, [current, version, comment, status], [*view, comment, queue])
     ready_refresh.click(load_sign_offs, None, ready)
     signoff_btn.click(sign_off, [ready, signoff_comment], [signoff_md, ready, signoff_comment])
-    return {"gate": gate_md, "body": body, "enter": (enter, [status], [gate_md, body, queue, pick])}
+    return {"gate": gate_md, "body": body, "enter": (enter, [status], [gate_md, body, queue])}
