@@ -97,6 +97,7 @@ def test_no_learner_turns_is_a_clear_error(md: Any) -> None:
         OfflineJudge().grade(transcript([("persona", "Hi.")]), rubric, scn)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_offline_judge_ignores_injection(md: Any, attack: str) -> None:
     scn, rubric = md
@@ -269,6 +270,7 @@ def test_a_newline_in_a_learner_turn_cannot_forge_transcript_lines(stub_llm: Stu
     assert sum(line.startswith("L") and "(learner):" in line for line in lines) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_llm_judge_fences_injection_and_a_fooled_model_moves_no_score(stub_llm: StubOpenAI, md: Any,
                                                                       attack: str) -> None:
