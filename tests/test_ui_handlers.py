@@ -284,6 +284,8 @@ def test_progress_certification_buddy_and_credential(people: Store) -> None:
     enter = progress_page.enter(as_("ana"))
     assert "2 approved sessions" in enter[2] and len(enter[3]) == 2
     assert enter[4]["visible"] is True  # the trend line, with two sessions
+    sessions = list(dict.fromkeys(enter[4]["value"]["session"]))  # one tick per approved session, not a time axis
+    assert len(sessions) == 2 and sessions[0].startswith("1. ") and sessions[1].startswith("2. ")
     ready = review_page.load_sign_offs(as_("fay"))
     assert ready["choices"] == [(ready["choices"][0][0], "ana|underperformance")]
     with pytest.warns(UserWarning, match="comment"):

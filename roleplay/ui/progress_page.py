@@ -36,18 +36,21 @@ def approved_outputs(username: str) -> tuple[Any, ...]:
     titles = {s.id: s.title for s in ctx().catalog.scenarios.values()}
     names = _criterion_names()
     rows, trend = [], []
+    by_time = {id(r): n for n, r in enumerate(sorted(results, key=lambda r: r.approved_at), 1)}
     for r in results:
         rows.append([render.when(r.approved_at), titles.get(r.scenario_id, r.scenario_id), r.level,
                      round(r.grade.overall, 2), "pass" if r.grade.passed else "not yet", r.approved_by])
+        # one tick per approved session, labelled by its number and day (a time axis ticks every few seconds)
+        session = f"{by_time[id(r)]}. {r.approved_at:%d %b}"
         for c in r.grade.criteria:
-            trend.append({"approved": r.approved_at.replace(tzinfo=None), "level": c.level,
-                          "criterion": names.get(c.criterion_id, c.criterion_id)})
+            trend.append({"session": session, "level": c.level, "criterion": names.get(c.criterion_id, c.criterion_id)})
+    trend.sort(key=lambda t: int(t["session"].split(".")[0]))
     pending = len(svc.queue("pending", learner=username))
     count = len(rows)
     head = (f"**{count} approved session{'s' if count != 1 else ''}**"
             + (f" · {pending} awaiting facilitator review" if pending else "")
             + ("" if count else ". Practise a scenario; results appear here once a facilitator approves them."))
-    line = render.frame(trend, {"approved": "datetime64[ns]", "level": "int64", "criterion": "str"})
+    line = render.frame(trend, {"session": "str", "level": "int64", "criterion": "str"})
     bars = render.frame([{"criterion": t["criterion"], "level": t["level"]} for t in trend],
                         {"criterion": "str", "level": "int64"})
     several = count >= 2
@@ -277,7 +280,7 @@ def build() -> dict[str, Any]:
         head = gr.Markdown("", elem_id="progress-summary")
         table = gr.Dataframe(headers=["Approved", "Scenario", "Level", "Overall (1-4)", "Result", "Approved by"],
                              value=[], interactive=False, elem_id="progress-approved")
-        trend = gr.LinePlot(x="approved", y="level", color="criterion", y_lim=[1, 4], height=300, visible=False,
+        trend = gr.LinePlot(x="session", y="level", color="criterion", y_lim=[1, 4], height=300, visible=False,
                             title="Skill trend: level per criterion over your approved sessions",
                             elem_id="progress-trend")
         first = gr.BarPlot(x="criterion", y="level", y_lim=[0, 4], height=300, visible=False,
