@@ -447,6 +447,7 @@ def limited(server: FaultServer, fault: str, **overrides: object) -> OpenAIChatM
     return track(OpenAIChatModel(**options))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("call", ["stream", "structured"])
 def test_a_keep_alive_trickle_is_cut_at_the_deadline(fault_server: FaultServer, call: str) -> None:  # noqa: F811 - the fixture imported above
     fault_server.reply = {"score": 3, "reason": "fine"}
@@ -461,6 +462,7 @@ def test_a_keep_alive_trickle_is_cut_at_the_deadline(fault_server: FaultServer, 
     assert event.disconnected  # the client left before the reply came (it comes after 50 keep-alives)
 
 
+@pytest.mark.slow
 def test_a_hanging_endpoint_gets_no_attempt_after_the_deadline(fault_server: FaultServer) -> None:  # noqa: F811 - the fixture imported above
     model = limited(fault_server, "hang", timeout=1.0, max_retries=8, deadline=2.5)
     with pytest.raises(ProviderError) as info:

@@ -83,6 +83,7 @@ def test_blaming_learner_earns_nothing_and_the_persona_walks_out(scn: Scenario) 
     assert conv.state.trust <= scn.levels.expert.starting_trust
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scn", scenarios(), ids=lambda s: s.id)
 def test_no_fact_comes_out_in_the_first_turns_whatever_the_learner_says(scn: Scenario) -> None:
     conv = play(scn, SKILLED[:2], "novice")

@@ -134,6 +134,7 @@ class Clock:
         return self.now
 
 
+@pytest.mark.slow
 def test_failed_sign_ins_pause_the_username_then_longer(tmp_path: Path) -> None:
     from roleplay.signin import SignIn, SignInPaused, SignInThrottle
 
@@ -160,6 +161,7 @@ def test_failed_sign_ins_pause_the_username_then_longer(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_one_client_trying_many_usernames_is_paused(tmp_path: Path) -> None:
     from roleplay.signin import SignIn, SignInPaused, SignInThrottle
 
