@@ -140,30 +140,7 @@ def action(fn: Callable[..., Any]) -> Callable[..., Any]:
     so nothing on the page is hidden or lost; sign-in and role refusals (`gr.Error`) and unforeseen failures stay
     errors, as with `handler`.
     """
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except (Problem, RoleplayError) as exc:
-                yield warn(exc)
-            except Exception as exc:  # noqa: BLE001 - every error becomes a message
-                raise _message(exc) from None
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (Problem, RoleplayError) as exc:
-            return warn(exc)
-        except Exception as exc:  # noqa: BLE001 - every error becomes a message
-            raise _message(exc) from None
-    return wrapper
+    return _wrap(fn, soft=True)
 
 
 def display_names() -> dict[str, str]:
@@ -173,6 +150,16 @@ def display_names() -> dict[str, str]:
 
 def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a Gradio handler so library errors become messages (`gr.Error`), never tracebacks."""
+    return _wrap(fn, soft=False)
+
+
+def _wrap(fn: Callable[..., Any], soft: bool) -> Callable[..., Any]:
+    """The one error wrapper: with `soft`, slips (`Problem`, `RoleplayError`) become a warning and leave the page."""
+    def settle(exc: Exception) -> Any:
+        if soft and isinstance(exc, (Problem, RoleplayError)):
+            return warn(exc)
+        raise _message(exc) from None
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -181,7 +168,7 @@ def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
             except gr.Error:
                 raise
             except Exception as exc:  # noqa: BLE001 - every error becomes a message
-                raise _message(exc) from None
+                yield settle(exc)
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -191,7 +178,7 @@ def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
         except gr.Error:
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes a message
-            raise _message(exc) from None
+            return settle(exc)
     return wrapper
 
 
