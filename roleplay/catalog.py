@@ -182,8 +182,9 @@ def check_scenario_text(text: str, file_name: str, library: Catalog) -> tuple[Sc
         return None, [ScenarioError(name, None, "", f"the text is larger than {MAX_YAML_BYTES} bytes; shorten it")]
     try:
         doc = parse_yaml(text or "", name)
-        if "persona" not in doc.data:
-            raise ScenarioError(name, 1, "", "this is not a scenario (it has no `persona:`); start from a shipped one")
+        if "persona" not in doc.data and "cast" not in doc.data:
+            raise ScenarioError(name, 1, "", "this is not a scenario (it has no `persona:` or `cast:`); start from a "
+                                "shipped one")
         scenario = validate_document(doc, Scenario)
     except ValidationErrors as exc:
         return None, exc.errors

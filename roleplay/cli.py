@@ -136,7 +136,9 @@ def practice(scenario_id: str, level: str, offline: bool, username: str | None, 
     click.echo(scenario.briefing.strip() + "\n")
     click.echo("Objectives:\n" + "\n".join(f"  - {o}" for o in scenario.objectives) + "\n")
     click.echo("Type your lines; /end finishes the session.\n")
-    click.echo(f"{scenario.persona.name}: {run.open()}")
+    run.open()
+    for turn in run.conversation.opening_turns():
+        click.echo(f"{scenario.member(turn.who or scenario.members[0].id).persona.name}: {turn.text}")
     while not run.state.ended:
         try:
             line = click.prompt("You", prompt_suffix=": ", default="", show_default=False)
@@ -147,14 +149,18 @@ def practice(scenario_id: str, level: str, offline: bool, username: str | None, 
             break
         if not line.strip():
             continue
-        click.echo(f"{scenario.persona.name}: ", nl=False)
-        shown = ""
-        for text in run.respond(line):
-            if text.startswith(shown):
-                click.echo(text[len(shown):], nl=False)
+        shown, current = "", -1
+        for spoken in run.respond_scene(line):
+            if spoken.index != current:
+                if current >= 0:
+                    click.echo()
+                current, shown = spoken.index, ""
+                click.echo(f"{scenario.member(spoken.who or scenario.members[0].id).persona.name}: ", nl=False)
+            if spoken.text.startswith(shown):
+                click.echo(spoken.text[len(shown):], nl=False)
             else:
-                click.echo(f"\n[rephrased] {text}", nl=False)
-            shown = text
+                click.echo(f"\n[rephrased] {spoken.text}", nl=False)
+            shown = spoken.text
         click.echo()
     usage = run.usage()
     click.echo(f"\nSession {run.session_id} ended ({run.state.end_reason}); {len(run.conversation.transcript.turns)} turns stored.")

@@ -24,15 +24,19 @@ def _progress(i: int, n: int, item: str) -> None:
               help="Report directory (default: evals/reports).")
 def eval_persona(scripts_dir: Path | None, levels: tuple[str, ...], out_dir: Path | None) -> None:
     """Play scripted learner styles against every shipped scenario and level; report reveals, walkouts, endings,
-    distinct lines and reply relevance."""
+    distinct lines and reply relevance, and for scenes with several personas who answered, what side-taking cost
+    and how airtime and the grade followed."""
     from roleplay import evals, persona_eval
     from roleplay.config import PROJECT_ROOT
 
     app = app_context()
     scripts = persona_eval.load_scripts(scripts_dir or persona_eval.SCRIPTS_DIR)
     reader = app.reader(offline=True)
+    from roleplay.offline_judge import OfflineJudge
+
     res = persona_eval.run_persona_eval(app.catalog.scenarios, reader, scripts,
-                                        levels=levels or ("novice", "intermediate", "expert"), progress=_progress)
+                                        levels=levels or ("novice", "intermediate", "expert"), progress=_progress,
+                                        judge=OfflineJudge(reader=reader), rubrics=app.catalog.rubrics)
     paths = evals.write_report("persona-offline", res, out_dir or PROJECT_ROOT / "evals" / "reports",
                                persona_eval.persona_markdown(res))
     click.echo(persona_eval.persona_markdown(res))

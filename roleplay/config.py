@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     engine: Engine = Field(default=Engine.AUTO, description="auto, llm or offline.")
     base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint base URL.")
     api_key: str | None = Field(default=None, description="API key for the endpoint.")
-    model: str = Field(default="gpt-4o-mini", description="Chat model name.")
+    model: str = Field(default="gpt-4o-mini", description="Chat model name; provider:model (e.g. "
+                       "anthropic:claude-sonnet-4-5) for a LangChain provider.")
     api_version: str | None = Field(default=None, description="Azure OpenAI API version.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds per model call.")
     max_retries: int = Field(default=3, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
@@ -81,6 +82,9 @@ class Settings(BaseSettings):
                             description="Seconds one model call may take in all: every attempt, wait and the streaming.")
     max_reply_tokens: int = Field(default=400, ge=16, le=32_000, description="max_tokens of a persona reply.")
     max_grade_tokens: int = Field(default=4000, ge=256, le=64_000, description="max_tokens of a grading call.")
+    context_window: int | None = Field(default=None, gt=0, description="Tokens of the model's context window (prompt "
+                                       "and reply); prompts are fitted to it. Unset: learned from the server's first "
+                                       "refusal of a prompt as too long.")
     reader: Engine = Field(default=Engine.AUTO,
                                description="Turn reader: auto (the LLM reader when a model is used), llm or offline.")
     structured_mode: StructuredMode = Field(default=StructuredMode.JSON_SCHEMA, description="How JSON is asked for.")
@@ -133,7 +137,9 @@ class Settings(BaseSettings):
             return False
         if self.engine is Engine.LLM:
             return True
-        return bool(self.base_url or self.api_key)
+        from roleplay.llm_langchain import langchain_provider  # a provider:model name brings its own credentials
+
+        return bool(self.base_url or self.api_key or langchain_provider(self.model))
 
 
 _EXAMPLES = {"int": "a whole number", "float": "a number", "bool": "1 or 0", "enum": "one of"}

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from roleplay.exemplars import ExemplarStore
     from roleplay.files import DownloadFolder
     from roleplay.grader import Judge
-    from roleplay.llm import OpenAIChatModel
+    from roleplay.llm import ChatModel
     from roleplay.persona import Voice
     from roleplay.practice import PracticeRun
     from roleplay.programme import Programme
@@ -96,11 +96,12 @@ class AppContext:
         return load_programme(self.settings.programme)
 
     @cached_property
-    def model(self) -> OpenAIChatModel:
-        """The one model client of this context (its connections are reused)."""
-        from roleplay.llm import OpenAIChatModel
+    def model(self) -> ChatModel:
+        """The one model client of this context: the LangChain adapter for a `provider:model` name, else the
+        OpenAI-compatible client (its connections are reused)."""
+        from roleplay.llm_langchain import chat_model_from_settings
 
-        return OpenAIChatModel.from_settings(self.settings)
+        return chat_model_from_settings(self.settings)
 
     @cached_property
     def xapi(self) -> XapiConfig:

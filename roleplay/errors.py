@@ -67,6 +67,22 @@ class ProviderError(RoleplayError):
         self.last_reply = last_reply
 
 
+class ContextTooLong(ProviderError):
+    """The endpoint refused a request as longer than the model's context window; refit the prompt and retry once.
+
+    Attributes:
+        window: The model's context window in tokens as the server stated it (or the client's estimate when the
+            server gave no number), or None.
+        prompt_tokens: The prompt's size in tokens as the server counted it, or None when it did not say.
+    """
+
+    def __init__(self, message: str, *, window: int | None = None, prompt_tokens: int | None = None,
+                 attempts: int = 1, status: int | None = None) -> None:
+        super().__init__(message, attempts=attempts, status=status)
+        self.window = window
+        self.prompt_tokens = prompt_tokens
+
+
 class GradingError(RoleplayError):
     """A transcript could not be graded.
 

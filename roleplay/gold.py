@@ -27,8 +27,9 @@ class GoldTranscript(BaseModel):
     split: Literal["dev", "test"] = Field(default="test", description="'dev': looked at while the offline judge was "
                                           "built; 'test': held out, measured only.")
     notes: str = Field(default="", description="Why it was scored this way.")
-    turns: list[dict[Literal["learner", "persona"], str]] = Field(
-        min_length=2, description="Turns in order, each `learner: text` or `persona: text`.")
+    turns: list[dict[str, str]] = Field(
+        min_length=2, description="Turns in order, each `learner: text` or `persona: text`; in a scene with several "
+                                  "personas, `<cast id>: text` (e.g. `priya: ...`) says which persona spoke.")
     scores: dict[str, int] = Field(description="Hand-scored level 1-4 per criterion id, from the level anchors alone.")
     second_scores: dict[str, int] | None = Field(
         default=None, description="A second, independent hand score per criterion id (human-human agreement).")
@@ -43,7 +44,9 @@ class GoldTranscript(BaseModel):
 
     def transcript(self) -> Transcript:
         """As a Transcript."""
-        turns = [Turn(speaker=k, text=v) for t in self.turns for k, v in t.items()]
+        turns = [Turn(speaker="learner", text=v) if k == "learner" else
+                 Turn(speaker="persona", text=v, who=None if k == "persona" else k)
+                 for t in self.turns for k, v in t.items()]
         return Transcript(scenario_id=self.scenario, turns=turns)
 
 
@@ -54,6 +57,12 @@ def load_gold(directory: Path, catalog: Catalog) -> list[GoldTranscript]:
         doc = load_document(path)
         gold = validate_document(doc, GoldTranscript)
         scenario = catalog.scenario(gold.scenario)
+        speakers = {"learner", "persona", *(m.id for m in scenario.members if scenario.is_scene)}
+        for i, turn in enumerate(gold.turns):
+            for key in turn:
+                if key not in speakers:
+                    raise EvalError(f"{path}:{doc.line_of(('turns', i))}: turns[{i}]: '{key}' is not a speaker; use "
+                                    f"one of: {', '.join(sorted(speakers))}")
         expected = set(catalog.rubric_for(scenario).criterion_ids)
         for name, scores in (("scores", gold.scores), ("second_scores", gold.second_scores)):
             if scores is not None and set(scores) != expected:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from roleplay.errors import GradingError
+from roleplay.meeting import MeetingFacts
 from roleplay.rubric import Criterion, Rubric
 from roleplay.scenario import Scenario
 from roleplay.transcript import Transcript
@@ -87,6 +88,12 @@ class Grade(BaseModel):
     prompt_tokens: int | None = Field(default=None, description="Prompt tokens of all calls, as the server reported.")
     completion_tokens: int | None = Field(default=None, description="Completion tokens of all calls, as reported.")
     structured_mode: str | None = Field(default=None, description="Structured-output mode used (LLM judge).")
+    fitted: str | None = Field(default=None, description="How the prompt was shortened to fit the model's context "
+                               "window (LLM judge), e.g. 'compact schema; 14 of 40 turns omitted'; None when it was "
+                               "sent whole.")
+
+    meeting_facts: list[str] = Field(default_factory=list, description="In a meeting with several personas: what the "
+                                     "meeting counted (airtime, sides, interruptions, owners), as given to the grader.")
 
     def criterion(self, criterion_id: str) -> CriterionGrade:
         """The grade of one criterion."""
@@ -123,8 +130,43 @@ def level_from_checks(criterion: Criterion, answers: Mapping[str, Answer]) -> in
     return level
 
 
-def finish_grade(rubric: Rubric, judge: str, criteria: list[CriterionGrade], **extra: Any) -> Grade:
-    """Apply weights, the threshold and must-pass rules in code."""
+def cast_names(scenario: Scenario | None) -> dict[str, str]:
+    """Cast id -> name of a scenario's personas."""
+    return {m.id: m.persona.name for m in scenario.members} if scenario is not None else {}
+
+
+def meeting_capped(rubric: Rubric, criteria: list[CriterionGrade], meeting: MeetingFacts) -> list[CriterionGrade]:
+    """Criterion grades with the rubric's meeting checks answered from the counted facts: a 'no' caps the level at the
+    check's cap, a 'partial' one higher; the answers and caps are told in the rationale."""
+    out = []
+    for g in criteria:
+        crit = rubric.criterion(g.criterion_id)
+        notes, level = [], g.level
+        for check in crit.meeting_checks:
+            answer = meeting.answer(check.fact)
+            cap = check.cap if answer == "no" else check.cap + 1 if answer == "partial" else 4
+            if level > cap:
+                notes.append(f"{check.question.rstrip('?')}: {answer}, so at most level {cap}")
+                level = cap
+            else:
+                notes.append(f"{check.question.rstrip('?')}: {answer}")
+        if notes:
+            g = g.model_copy(update={"level": level, "rationale": f"{g.rationale} Meeting facts: {'; '.join(notes)}."})
+        out.append(g)
+    return out
+
+
+def finish_grade(rubric: Rubric, judge: str, criteria: list[CriterionGrade], *, meeting: MeetingFacts | None = None,
+                 names: dict[str, str] | None = None, **extra: Any) -> Grade:
+    """Apply the meeting's counted facts, weights, the threshold and must-pass rules in code.
+
+    Args:
+        meeting: The facts a meeting with several personas counted; the rubric's meeting checks cap levels by them.
+        names: Cast id -> name, for the facts as told in the grade.
+    """
+    if meeting is not None:
+        criteria = meeting_capped(rubric, criteria, meeting)
+        extra["meeting_facts"] = meeting.summary_lines(names or {})
     weights = {c.id: c.weight for c in rubric.criteria}
     total = sum(weights[g.criterion_id] for g in criteria)
     overall = round(sum(g.level * weights[g.criterion_id] for g in criteria) / total, 3)
@@ -220,8 +262,10 @@ def transcript_of_session(store: Store, session_id: str) -> tuple[Transcript, st
     from roleplay.transcript import Turn
 
     sess = store.get_session(session_id)
-    turns = [Turn(speaker=t.speaker, text=t.text, at=t.created_at, tokens=t.tokens) for t in sess.turns]
-    return Transcript(scenario_id=sess.scenario_id, level=sess.level, session_id=sess.id, turns=turns), sess.scenario_id
+    turns = [Turn.from_row(t) for t in sess.turns]
+    meeting = (sess.state or {}).get("meeting")
+    return Transcript(scenario_id=sess.scenario_id, level=sess.level, session_id=sess.id, turns=turns,
+                      meeting=MeetingFacts.model_validate(meeting) if meeting else None), sess.scenario_id
 
 
 def grade_session(store: Store, session_id: str, judge: Judge, catalog: Catalog) -> tuple[Grade, str]:

@@ -8,15 +8,13 @@ check.
 
 from __future__ import annotations
 
-import functools
-
 import base64
+import functools
 import json
 import logging
 import re
 import struct
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeGuard, TypeVar, runtime_checkable
 
@@ -24,8 +22,9 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roleplay.call_limits import CallLimits, guard_response, limit_in, limited
-from roleplay.errors import ConfigError, ProviderError
-from roleplay.retry import Failure, GaveUp, RetryPolicy, give_up, retrying
+from roleplay.errors import ConfigError, ContextTooLong, ProviderError
+from roleplay.model_calls import RetryingCalls
+from roleplay.retry import Failure, RetryPolicy
 from roleplay.retry import retry_after as parse_retry_after
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ log = logging.getLogger(__name__)
 Message = Mapping[str, str]
 """One chat message: `{"role": "system" | "user" | "assistant", "content": "..."}`."""
 
-StructuredMode = Literal["json_schema", "json_object", "prompt"]
+StructuredMode = Literal["json_schema", "json_object", "prompt", "tool_calling"]  # tool_calling: LangChain providers
 STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 
 
@@ -206,12 +205,13 @@ _FALLBACK: dict[str, StructuredMode | None] = {"json_schema": "json_object", "js
 """The next structured-output mode to try when the endpoint refuses one."""
 
 
-class OpenAIChatModel(ChatModel):
+class OpenAIChatModel(RetryingCalls, ChatModel):
     """A `ChatModel` and `Embedder` on any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, ...).
 
     Every request is retried on timeouts, connection errors, 408, 429 and 5xx with exponential backoff and jitter
     (a Retry-After header, when sent, sets the wait, capped), at most `max_retries` times; 400, 401, 403, 404 and
-    other client errors fail at once. Failures raise `ProviderError`.
+    other client errors fail at once. Failures raise `ProviderError`; a refusal of the prompt as longer than the
+    model's context raises its subclass `ContextTooLong` at once, and the window it states is kept in `context_window`.
     """
 
     name = "llm"
@@ -234,6 +234,7 @@ class OpenAIChatModel(ChatModel):
         deadline: float | None = None,
         reply_max_tokens: int | None = None,
         structured_max_tokens: int | None = None,
+        context_window: int | None = None,
     ) -> None:
         """Create a client; no request is made until a method is called.
 
@@ -258,6 +259,8 @@ class OpenAIChatModel(ChatModel):
                 None for no overall deadline. A reply is also dropped once it outgrows what its `max_tokens` allows.
             reply_max_tokens: `max_tokens` of `chat` and `stream` calls whose generation settings set none.
             structured_max_tokens: `max_tokens` of `structured` calls whose generation settings set none.
+            context_window: The model's context window in tokens (prompt and reply), for callers that fit their
+                prompts to it; None to learn it from the first refusal of a prompt as too long (`ContextTooLong`).
 
         Raises:
             ConfigError: Neither a key nor a base URL is given, or an option is invalid.
@@ -274,10 +277,14 @@ class OpenAIChatModel(ChatModel):
             raise ConfigError(f"ROLEPLAY_MAX_RETRIES={max_retries!r} must be 0 or more")
         if deadline is not None and deadline <= 0:
             raise ConfigError(f"ROLEPLAY_DEADLINE={deadline!r} must be a positive number of seconds")
+        if context_window is not None and context_window <= 0:
+            raise ConfigError(f"ROLEPLAY_CONTEXT_WINDOW={context_window!r} must be a positive number of tokens")
         self.model = model
         self.deadline = deadline
         self.reply_max_tokens = reply_max_tokens
         self.structured_max_tokens = structured_max_tokens
+        self.configured_context_window = context_window
+        self.context_window = context_window  # lowered when the endpoint refuses a prompt as too long
         self.base_url = base_url
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
@@ -311,7 +318,7 @@ class OpenAIChatModel(ChatModel):
 
         Args:
             settings: The settings (model, endpoint, key, timeout, retries, Azure version, structured mode,
-                embeddings model, the deadline per call and the reply and grade token limits).
+                embeddings model, the deadline per call, the reply and grade token limits and the context window).
 
         Raises:
             ConfigError: The endpoint is not configured or an option is invalid.
@@ -328,6 +335,7 @@ class OpenAIChatModel(ChatModel):
             deadline=settings.deadline,
             reply_max_tokens=settings.max_reply_tokens,
             structured_max_tokens=settings.max_grade_tokens,
+            context_window=settings.context_window,
         )
 
     def close(self) -> None:
@@ -547,6 +555,7 @@ class OpenAIChatModel(ChatModel):
                         model=self.model, messages=body, timeout=self._timeout(limits), **params  # type: ignore[arg-type]
                     ).text
             except openai.APIStatusError as exc:
+                self._raise_if_too_long(exc, body)
                 if refusable and _refuses_format(exc, params.get("response_format")):
                     raise _Refused(exc.status_code, _server_message(exc)) from exc  # not retried: _classify -> None
                 raise
@@ -593,46 +602,23 @@ class OpenAIChatModel(ChatModel):
 
     def _deltas(self, messages: list[Message], gen: GenerationSettings, out: ChatStream) -> Iterator[str]:
         body = [dict(m) for m in messages]
-        what = f"streamed chat request to model {self.model!r}"
-        parts = out.parts
-        started = time.perf_counter()
         limits = CallLimits.start(self.deadline, gen.max_tokens)  # from the first next(), when the request is sent
-        loop = self._retrying(what, limits)
-        try:
-            for attempt in loop:
-                with attempt:
-                    delivered = 0
-                    try:
-                        for content in self._stream_once(body, gen, out, limits):
-                            delivered += len(content)
-                            parts.append(content)
-                            yield content
-                    except Exception as exc:
-                        exceeded = limit_in(exc)
-                        if exceeded is not None:
-                            raise ProviderError(f"{what} stopped: {exceeded.describe(self.model)}",
-                                                attempts=attempt.retry_state.attempt_number) from exc
-                        failure = self._classify(exc)
-                        if failure is None or not delivered:
-                            raise
-                        raise ProviderError(
-                            f"stream interrupted after {delivered} characters of the reply from model {self.model!r} "
-                            f"({_interruption(exc, self.timeout)}); the reply is incomplete, so check the endpoint's "
-                            f"logs and load, or raise ROLEPLAY_TIMEOUT if it stalls",
-                            attempts=attempt.retry_state.attempt_number, status=failure.status,
-                        ) from exc
-        except Exception as exc:
-            final = give_up(exc, self._classify, loop)
-            if final is exc:
-                raise
-            log.warning("%s failed after %.0f ms", what, (time.perf_counter() - started) * 1000)
-            assert isinstance(final, GaveUp)
-            raise self._give_up(what, final.attempts, final.failure) from exc
-        _log_call(what, started, out)
+
+        def interrupted(delivered: int, exc: Exception, failure: Failure) -> str:
+            return (f"stream interrupted after {delivered} characters of the reply from model {self.model!r} "
+                    f"({_interruption(exc, self.timeout)}); the reply is incomplete, so check the endpoint's "
+                    f"logs and load, or raise ROLEPLAY_TIMEOUT if it stalls")
+
+        yield from self._streamed(f"streamed chat request to model {self.model!r}",
+                                  lambda lim: self._stream_once(body, gen, out, lim), out, limits, interrupted)
 
     def _stream_once(self, body: list[dict[str, str]], gen: GenerationSettings, out: ChatStream,
                      limits: CallLimits) -> Iterator[str]:
-        chunks = self._open_stream(body, gen, limits)
+        try:
+            chunks = self._open_stream(body, gen, limits)
+        except openai.APIStatusError as exc:
+            self._raise_if_too_long(exc, body)
+            raise
         finished = False
         try:
             for chunk in chunks:
@@ -654,54 +640,6 @@ class OpenAIChatModel(ChatModel):
             chunks.close()
         if not finished:
             raise _Truncated("the stream ended without a finish reason")
-
-    # -- retries -----------------------------------------------------------------------------------------------
-
-    def _retrying(self, what: str, limits: CallLimits) -> Any:
-        """The retry loop of one call; with a deadline, no wait between attempts runs past it."""
-        loop = retrying(what, self._classify, self.retry)
-        if limits.deadline_at is None:
-            return loop
-        wait = loop.wait
-
-        def capped(state: Any) -> float:
-            return min(wait(state), limits.remaining() or 0.0)
-
-        return loop.copy(wait=capped)
-
-    def _with_retries(self, what: str, call: Callable[[], T], *, note: str = "",
-                      limits: CallLimits | None = None) -> T:
-        started = time.perf_counter()
-        limits = limits or CallLimits.start(self.deadline, None)
-        loop = self._retrying(what, limits)
-        sent = [0]
-
-        def counted() -> T:
-            limits.check_time()  # an attempt that would start past the deadline is not made
-            sent[0] += 1
-            return call()
-
-        try:
-            try:
-                result = loop(counted)
-            except Exception as exc:
-                final = give_up(exc, self._classify, loop)
-                if final is exc:
-                    raise
-                raise final from exc
-        except GaveUp as gave_up:
-            log.warning("%s failed after %.0f ms", what, (time.perf_counter() - started) * 1000)
-            raise self._give_up(what, sent[0], gave_up.failure, note) from gave_up.cause
-        _log_call(what, started, result)
-        return result
-
-    def _give_up(self, what: str, attempts: int, failure: Failure, note: str = "") -> ProviderError:
-        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-        if failure.status == 400 and note:
-            hint = failure.hint + note
-        else:
-            hint = failure.hint
-        return ProviderError(f"{what} failed after {tries}: {hint}", attempts=attempts, status=failure.status)
 
     def _classify(self, exc: BaseException) -> Failure | None:
         """Say whether and how `exc` is retried; None for exceptions that are not the endpoint's doing."""
@@ -756,6 +694,42 @@ class OpenAIChatModel(ChatModel):
         retry_after = parse_retry_after(exc.response.headers) if retryable else None
         return Failure(retryable, status, retry_after, hint)
 
+    def _raise_if_too_long(self, exc: openai.APIStatusError, body: list[dict[str, str]]) -> None:
+        """Raise `ContextTooLong` (never retried) when `exc` refuses the prompt as longer than the context window.
+
+        The window the server states is remembered, so callers that fit prompts to `context_window` fit the next
+        one at once; a server that states no size is taken to have the largest power of two below the prompt.
+        """
+        refusal = _context_refusal(exc)
+        if refusal is None:
+            return
+        window, prompt_tokens = refusal
+        where = self.base_url or "api.openai.com"
+        said = _server_message(exc)
+        counted = None
+        if window is None:
+            from roleplay.tokens import counter_for
+
+            counted = prompt_tokens or counter_for(self.model).count_messages(body)
+            window = 1 << max((counted - 1).bit_length() - 1, 0) if counted > 1 else None
+        if window is not None and (self.context_window is None or window < self.context_window):
+            if counted is None:
+                log.warning("the endpoint at %s says model %r has a context of %d tokens; prompts are fitted to it "
+                            "from now on", where, self.model, window)
+            else:
+                log.warning("the endpoint at %s refused a prompt of about %d tokens as too long without saying its "
+                            "context size; assuming %d tokens from now on (set ROLEPLAY_CONTEXT_WINDOW to the "
+                            "server's context size)", where, counted, window)
+            self.context_window = window
+        size = f"a prompt of {prompt_tokens} tokens" if prompt_tokens else "the prompt"
+        limit = f"its context of {window} tokens" if window else "its context"
+        raise ContextTooLong(
+            f"the endpoint at {where} refused {size} as too long for {limit} (HTTP {exc.status_code}, server said: "
+            f"{said}); set ROLEPLAY_CONTEXT_WINDOW to the model's context size so prompts are fitted before they are "
+            f"sent, lower ROLEPLAY_MAX_GRADE_TOKENS or ROLEPLAY_MAX_REPLY_TOKENS, or use a model with a larger context",
+            window=window, prompt_tokens=prompt_tokens, status=exc.status_code,
+        ) from exc
+
 
 # -- helpers -----------------------------------------------------------------------------------------------------
 
@@ -763,12 +737,6 @@ class OpenAIChatModel(ChatModel):
 def _http_client() -> Any:
     """The SDK's default HTTP client, reading every response under the limits of its call (`roleplay.call_limits`)."""
     return openai.DefaultHttpxClient(event_hooks={"request": [], "response": [guard_response]})
-
-
-def _log_call(what: str, started: float, result: object) -> None:
-    """One line per model call: what, how long, and the tokens the server reported."""
-    log.info("%s took %.0f ms; tokens in %s, out %s", what, (time.perf_counter() - started) * 1000,
-             getattr(result, "prompt_tokens", None), getattr(result, "completion_tokens", None))
 
 
 def parse_json_model(text: str, schema: type[M]) -> M:
@@ -822,6 +790,46 @@ def _refuses_format(exc: openai.APIStatusError, response_format: object) -> bool
     said = f"{exc.message} {exc.body}".lower()
     kind = str(response_format.get("type", ""))
     return "response_format" in said or "json_schema" in said or (kind == "json_object" and "json_object" in said)
+
+
+_CONTEXT_REFUSAL = re.compile(
+    r"context_length_exceeded|exceed_context_size|maximum context length|exceeds? (?:the )?(?:available )?context "
+    r"(?:size|window|length)|context window of \d+|context length of (?:only )?\d+|prompt is too long|"
+    r"`inputs` tokens \+ `max_new_tokens` must be", re.IGNORECASE)
+_CONTEXT_WINDOW = (r"maximum context length is (\d+)", r"context window of (\d+)",
+                   r"available context size \((\d+) tokens?\)", r"context length of (?:only )?(\d+)",
+                   r"must be <= (\d+)", r"tokens? > (\d+) maximum")
+_PROMPT_TOKENS = (r"resulted in (\d+) tokens", r"\((\d+) in the messages", r"requested tokens \((\d+)\)",
+                  r"request \((\d+) tokens?\)", r"your request has (\d+) input tokens",
+                  r"prompt is too long: (\d+) tokens", r"given: (\d+) `inputs` tokens")
+
+
+def _context_refusal(exc: openai.APIStatusError) -> tuple[int | None, int | None] | None:
+    """The (window, prompt tokens) an error states when it refuses a prompt as too long for the context, else None.
+
+    Either number is None when the server does not give it (llama.cpp: "the request exceeds the available context
+    size"; OpenAI and vLLM: "This model's maximum context length is 8192 tokens. However, ...").
+    """
+    if exc.status_code in (401, 403, 404, 408, 429):
+        return None
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, dict) else body
+    fields = error if isinstance(error, dict) else {}
+    said = f"{exc.message} {json.dumps(body) if isinstance(body, (dict, list)) else body or ''}"
+    if not (_CONTEXT_REFUSAL.search(said) or fields.get("code") == "context_length_exceeded"):
+        return None
+
+    def number(key: str, patterns: tuple[str, ...]) -> int | None:
+        value = _int_or_none(fields.get(key))
+        if value is not None and value > 0:
+            return value
+        for pattern in patterns:
+            found = re.search(pattern, said, re.IGNORECASE)
+            if found:
+                return int(found.group(1))
+        return None
+
+    return number("n_ctx", _CONTEXT_WINDOW), number("n_prompt_tokens", _PROMPT_TOKENS)
 
 
 def _correction(problem: str, schema_json: dict[str, Any]) -> str:

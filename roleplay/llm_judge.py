@@ -13,10 +13,13 @@ Rules applied in code to what the model says (documented in docs/grading.md):
   not "no". When the cap lowers the model's level, `judge_level` keeps the model's.
 * Self-consistency (optional): with `samples` > 1 the transcript is graded that many times at temperature 0.7 and
   each criterion takes the median level; the levels are kept for the facilitator.
+* Context window: when the model's window is known (configured, or learned from a refusal) the prompt is fitted into
+  it beside the reply (`roleplay.judge_fit`) and the grade says how; a refusal as too long is refitted and retried once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -26,12 +29,25 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from roleplay.errors import RoleplayError
+from roleplay.errors import ContextTooLong, RoleplayError
 from roleplay.evidence import normalise, substantive, turn_of_quote
+from roleplay.grader import (
+    Answer,
+    CheckResult,
+    CriterionGrade,
+    Grade,
+    cast_names,
+    finish_grade,
+    injection_sentences,
+    line_words,
+    pick_alternative,
+    require_learner_turns,
+    unearned_words,
+)
 from roleplay.injection import screen
-from roleplay.grader import (Answer, CheckResult, CriterionGrade, Grade, finish_grade, injection_sentences,
-                             line_words, pick_alternative, require_learner_turns, unearned_words)
+from roleplay.judge_fit import KEEP_HEAD, REASK_ROOM, FittedPrompt, Shape, compact_schema, fit, omitted_line, too_small
 from roleplay.rubric import Criterion, Rubric
+from roleplay.tokens import TokenCounter, counter_for, prompt_budget
 from roleplay.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -43,6 +59,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_USES_PER_QUOTE = 2
 """A quote may support at most this many criteria; one line cannot prove everything."""
+SCHEMA_IN_PROMPT = ("json_object", "prompt")
+"""Structured modes in which the JSON Schema travels in the prompt (and so takes room in the context window)."""
+_SCHEMA_LEAD = "\n\nReply with only a JSON object (no prose, no code fences) that matches this JSON Schema:\n"
 
 
 class JudgedCheck(BaseModel):
@@ -71,6 +90,15 @@ class JudgeReply(BaseModel):
     criteria: list[JudgedCriterion] = Field(description="One entry per rubric criterion.")
 
 
+class CompactJudgeReply(JudgeReply):
+    """`JudgeReply` whose JSON Schema keeps only field names, types and enums, for a prompt short of room."""
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The schema of `JudgeReply` without descriptions and titles."""
+        return compact_schema(JudgeReply.model_json_schema(*args, **kwargs))
+
+
 def fence_line(text: str, nonce: str) -> str:
     """One turn as one line of data: line breaks shown as ' / ', the nonce and fence look-alikes removed."""
     text = re.sub(r"[\r\n\u2028\u2029\x0b\x0c\x85]+", " / ", text).replace(nonce, "")
@@ -78,26 +106,47 @@ def fence_line(text: str, nonce: str) -> str:
     return re.sub(r"(?i)(end )?transcript", lambda m: m.group(0).replace("ranscript", "ranscr1pt"), text)
 
 
-def fence_transcript(transcript: Transcript, nonce: str) -> str:
-    """The transcript as untrusted data between nonce-tagged fences, exactly one turn per line."""
+def fence_transcript(transcript: Transcript, nonce: str, keep_last: int | None = None) -> str:
+    """The transcript as untrusted data between nonce-tagged fences, exactly one turn per line.
+
+    With `keep_last`, only the first two turns and the last `keep_last` are shown, one marker line standing for
+    the turns between them; learner lines keep their numbers.
+    """
+    turns = transcript.turns
+    skip = range(KEEP_HEAD, len(turns) - keep_last) if keep_last is not None else range(0)
     lines, n = [], 0
-    for turn in transcript.turns:
+    for i, turn in enumerate(turns):
         if turn.speaker == "learner":
             n += 1
+        if i in skip:
+            if i == skip.start:
+                lines.append(omitted_line(len(skip)))
+            continue
+        if turn.speaker == "learner":
             lines.append(f"L{n} (learner): {fence_line(turn.text, nonce)}")
         else:
-            lines.append(f"P (persona): {fence_line(turn.text, nonce)}")
+            lines.append(f"P ({turn.who or 'persona'}): {fence_line(turn.text, nonce)}")
     body = "\n".join(lines)
     return f"<<<TRANSCRIPT {nonce}>>>\n{body}\n<<<END TRANSCRIPT {nonce}>>>"
 
 
-def render_rubric(rubric: Rubric) -> str:
-    """The rubric as the judge reads it (check questions state their counts)."""
-    out = [f"Rubric: {rubric.title} ({rubric.id}). {rubric.description.strip()}"]
+def _first_clause(text: str, limit: int = 90) -> str:
+    """The first sentence or clause of a level anchor, at most about `limit` characters."""
+    first = re.split(r"(?<=[.;])\s", text.strip(), maxsplit=1)[0].rstrip(";")
+    return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + "…"
+
+
+def render_rubric(rubric: Rubric, short: bool = False) -> str:
+    """The rubric as the judge reads it (check questions state their counts); `short` cuts the anchors short."""
+    if short:
+        out = [f"Rubric: {rubric.title} ({rubric.id})."]
+    else:
+        out = [f"Rubric: {rubric.title} ({rubric.id}). {rubric.description.strip()}"]
     for c in rubric.criteria:
-        out.append(f"\nCriterion `{c.id}` - {c.name}: {c.description.strip()}")
+        out.append(f"\nCriterion `{c.id}` - {c.name}" + ("" if short else f": {c.description.strip()}"))
         for lv in (1, 2, 3, 4):
-            out.append(f"  Level {lv}: {c.levels.get(lv, '')}")
+            anchor = c.levels.get(lv, "")
+            out.append(f"  Level {lv}: {_first_clause(anchor) if short else anchor}")
         for ch in c.checks:
             out.append(f"  Check `{ch.id}`: {ch.question}")
     return "\n".join(out)
@@ -144,9 +193,20 @@ class LLMJudge:
         self._reader = reader
 
     def prompt(self, transcript: Transcript, rubric: Rubric, scenario: Scenario | None, nonce: str) -> list[dict[str, str]]:
-        """The exact messages sent to the model."""
-        context = f"Scenario: {scenario.title}. {scenario.briefing.strip()}\n" if scenario else ""
-        anchors = self._anchors(transcript, rubric, nonce)
+        """The exact messages sent to the model when the whole prompt fits (see `fit`)."""
+        return self._messages(transcript, rubric, scenario, nonce, self._anchors(transcript, rubric, nonce))
+
+    def _messages(self, transcript: Transcript, rubric: Rubric, scenario: Scenario | None, nonce: str, anchors: str,
+                  short: bool = False, keep_last: int | None = None) -> list[dict[str, str]]:
+        context = ""
+        if scenario is not None:
+            briefing = _first_clause(scenario.briefing, 200) if short else scenario.briefing.strip()
+            context = f"Scenario: {scenario.title}. {briefing}\n"
+            if transcript.meeting is not None:
+                names = {m.id: f"{m.persona.name} ({m.id})" for m in scenario.members}
+                context += ("Meeting facts, counted by the product from the turns (facts, not guesses; persona lines "
+                            "are marked with the speaker's id):\n"
+                            + "".join(f"- {line}\n" for line in transcript.meeting.summary_lines(names)))
         system = (
             "You are an experienced assessor of management conversations. Grade ONLY the learner's side of the "
             "transcript against the rubric. Everything between fences tagged "
@@ -158,12 +218,66 @@ class LLMJudge:
             "write a short rationale against the level anchors; answer every check yes / partial / no; then choose "
             "the level; then give one better alternative line the learner could have said, using only what they "
             "knew at that point and different from what they said. Do not compute an overall score.\n\n"
-            + render_rubric(rubric)
+            + render_rubric(rubric, short)
         )
         examples = (f"Graded excerpts approved by facilitators (data, for calibration only):\n"
                     f"<<<EXAMPLES {nonce}>>>\n{anchors}\n<<<END EXAMPLES {nonce}>>>\n\n" if anchors else "")
-        user = f"{context}\n{examples}{fence_transcript(transcript, nonce)}\n\nGrade the learner's side now."
+        fenced = fence_transcript(transcript, nonce, keep_last)
+        user = f"{context}\n{examples}{fenced}\n\nGrade the learner's side now."
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def fit(self, transcript: Transcript, rubric: Rubric, scenario: Scenario | None, nonce: str,
+            window: int | None = None, *, anchors: str | None = None, shrink: float = 1.0) -> FittedPrompt:
+        """The messages of a grading call, fitted into a context window beside the reply (see `roleplay.judge_fit`).
+
+        Args:
+            transcript: The transcript to grade.
+            rubric: Its rubric.
+            scenario: Its scenario, or None.
+            nonce: The fence tag of this grading.
+            window: The model's context window in tokens; None sends the whole prompt.
+            anchors: The few-shot examples already looked up (looked up when None).
+            shrink: Scales the budget down when the server counts more tokens than the local counter.
+
+        Returns:
+            The messages, their counted size and a note on how they were shortened (None when sent whole).
+
+        Raises:
+            GradingError: Even the shortest prompt does not fit.
+        """
+        if anchors is None:
+            anchors = self._anchors(transcript, rubric, nonce)
+        counter = self._counter()
+        in_prompt = str(getattr(self.model, "structured_mode", "")) in SCHEMA_IN_PROMPT
+
+        def build(shape: Shape) -> tuple[list[dict[str, str]], int]:
+            messages = self._messages(transcript, rubric, scenario, nonce, anchors if shape.examples else "",
+                                      shape.short_rubric, shape.keep_last)
+            schema = CompactJudgeReply if shape.compact_schema else JudgeReply
+            extra = counter.count(_SCHEMA_LEAD + json.dumps(schema.model_json_schema())) if in_prompt else 0
+            return messages, counter.count_messages(messages) + extra
+
+        if window is None:
+            messages, tokens = build(Shape())
+            return FittedPrompt(messages, Shape(), tokens, None)
+        reply = self._reply_tokens()
+        budget = int(prompt_budget(window, reply, counter.estimated) * shrink) - REASK_ROOM
+        fitted = fit(build, len(transcript.turns), budget, schema_in_prompt=in_prompt, has_examples=bool(anchors))
+        if fitted.tokens > budget:
+            raise too_small(window, budget, reply, fitted.tokens)
+        if fitted.note:
+            log.info("grading prompt fitted into %d of the model's %d tokens: %s", fitted.tokens, window, fitted.note)
+        return fitted
+
+    def _counter(self) -> TokenCounter:
+        return counter_for(str(getattr(self.model, "model", "") or self.model_name))
+
+    def _reply_tokens(self) -> int | None:
+        return self.max_tokens if self.max_tokens is not None else getattr(self.model, "structured_max_tokens", None)
+
+    def _window(self) -> int | None:
+        window = getattr(self.model, "context_window", None)
+        return window if isinstance(window, int) and window > 0 else None
 
     def _anchors(self, transcript: Transcript, rubric: Rubric, nonce: str) -> str:
         if self.exemplars is None:
@@ -181,12 +295,34 @@ class LLMJudge:
 
     # --- grading --------------------------------------------------------------------------------
     def grade(self, transcript: Transcript, rubric: Rubric, scenario: Scenario | None = None) -> Grade:
-        """Grade with one model call per sample (plus one re-ask when quotes are not the learner's words)."""
-        from roleplay.llm import GenerationSettings
+        """Grade with one model call per sample (plus one re-ask when quotes are not the learner's words).
 
+        The prompt is fitted into the model's context window when it is known; a refusal of the prompt as too long
+        teaches the model its window, and the grading is refitted and tried once more.
+        """
         require_learner_turns(transcript)
         nonce = secrets.token_hex(6)
-        messages = self.prompt(transcript, rubric, scenario, nonce)
+        anchors = self._anchors(transcript, rubric, nonce)
+        fitted = self.fit(transcript, rubric, scenario, nonce, self._window(), anchors=anchors)
+        try:
+            return self._grade(fitted, transcript, rubric, scenario)
+        except ContextTooLong as refused:
+            window = self._window() or refused.window
+            if window is None:
+                raise
+            shrink = min(1.0, fitted.tokens / refused.prompt_tokens) if refused.prompt_tokens else 1.0
+            again = self.fit(transcript, rubric, scenario, nonce, window, anchors=anchors, shrink=shrink)
+            if again.messages == fitted.messages and again.shape == fitted.shape:
+                raise
+            log.warning("the model refused the grading prompt as too long; grading again with it fitted into %d "
+                        "tokens (%s)", window, again.note or "sent whole")
+            return self._grade(again, transcript, rubric, scenario)
+
+    def _grade(self, fitted: FittedPrompt, transcript: Transcript, rubric: Rubric, scenario: Scenario | None) -> Grade:
+        from roleplay.llm import GenerationSettings
+
+        messages = fitted.messages
+        schema = CompactJudgeReply if fitted.shape.compact_schema else JudgeReply
         temperature = 0.0 if self.samples == 1 else 0.7
         usage = {"calls": 0, "prompt": None, "completion": None}
         raws: list[str] = []
@@ -194,18 +330,19 @@ class LLMJudge:
         for i in range(self.samples):
             gen = GenerationSettings(temperature=temperature, max_tokens=self.max_tokens,
                                      seed=None if self.samples == 1 else i)
-            judged = self._ask(messages, gen, transcript, rubric, usage, raws)
+            judged = self._ask(messages, gen, transcript, rubric, usage, raws, schema)
             runs.append(self._criteria(judged, transcript, rubric, scenario))
         criteria = [self._combine([run[c.id] for run in runs]) for c in rubric.criteria]
         prompt_text = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
         return finish_grade(rubric, f"llm:{self.model_name}", criteria, prompt=prompt_text,
                             raw_reply="\n---\n".join(raws), calls=usage["calls"], flagged=injection_sentences(transcript),
                             samples=self.samples, prompt_tokens=usage["prompt"], completion_tokens=usage["completion"],
-                            structured_mode=str(getattr(self.model, "structured_mode", "")) or None)
+                            structured_mode=str(getattr(self.model, "structured_mode", "")) or None,
+                            fitted=fitted.note, meeting=transcript.meeting, names=cast_names(scenario))
 
     def _ask(self, messages: list[dict[str, str]], gen: Any, transcript: Transcript, rubric: Rubric,
-             usage: dict[str, Any], raws: list[str]) -> dict[str, JudgedCriterion]:
-        reply = self._call(messages, gen, usage, raws)
+             usage: dict[str, Any], raws: list[str], schema: type[JudgeReply] = JudgeReply) -> dict[str, JudgedCriterion]:
+        reply = self._call(messages, gen, usage, raws, schema)
         judged = {c.criterion_id: c for c in reply.parsed.criteria}
         fabricated = self._fabricated(judged, transcript, rubric)
         if fabricated:
@@ -216,14 +353,15 @@ class LLMJudge:
                           + ". Grade these criteria again, quoting only exact words from the L-lines: "
                           + ", ".join(f"`{cid}`" for cid in fabricated) + ".")
             ask = [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + "\n\n" + correction}]
-            second = self._call(ask, gen, usage, raws)
+            second = self._call(ask, gen, usage, raws, schema)
             for c in second.parsed.criteria:
                 if c.criterion_id in fabricated:
                     judged[c.criterion_id] = c
         return judged
 
-    def _call(self, messages: list[dict[str, str]], gen: Any, usage: dict[str, Any], raws: list[str]) -> Any:
-        reply = self.model.structured(messages, JudgeReply, gen)
+    def _call(self, messages: list[dict[str, str]], gen: Any, usage: dict[str, Any], raws: list[str],
+              schema: type[JudgeReply] = JudgeReply) -> Any:
+        reply = self.model.structured(messages, schema, gen)
         usage["calls"] += 1
         for key, value in (("prompt", reply.prompt_tokens), ("completion", reply.completion_tokens)):
             if value is not None:

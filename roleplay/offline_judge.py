@@ -22,8 +22,18 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from roleplay.grader import (Answer, CheckResult, CriterionGrade, Grade, finish_grade, injection_sentences,
-                             level_from_checks, pick_alternative, require_learner_turns)
+from roleplay.grader import (
+    Answer,
+    CheckResult,
+    CriterionGrade,
+    Grade,
+    cast_names,
+    finish_grade,
+    injection_sentences,
+    level_from_checks,
+    pick_alternative,
+    require_learner_turns,
+)
 from roleplay.level_model import CheckFigures, LevelModel, criterion_features
 from roleplay.reader import ReadContext, content_words
 from roleplay.rubric import Criterion, Rubric
@@ -269,7 +279,8 @@ class OfflineJudge:
         turns = read_transcript(transcript, scenario, self.reader)
         criteria = [self._criterion(c, self.findings(c, turns, rubric.id), turns, scenario, transcript)
                     for c in rubric.criteria]
-        return finish_grade(rubric, self.name, criteria, flagged=injection_sentences(transcript))
+        return finish_grade(rubric, self.name, criteria, flagged=injection_sentences(transcript),
+                            meeting=transcript.meeting, names=cast_names(scenario))
 
     def features(self, transcript: Transcript, rubric: Rubric, scenario: Scenario | None = None) -> dict[str, list[float]]:
         """The level model's input per criterion (what training reads)."""

@@ -254,10 +254,11 @@ def moves_from_probabilities(primary: np.ndarray, present: np.ndarray, labels: S
 
 def topic_texts(scenario: Scenario) -> list[str]:
     """What the scenario is about, sentence by sentence: what a turn's relevance is measured against."""
-    p = scenario.persona
-    texts = [*split_sentences(scenario.briefing), *scenario.objectives, scenario.summary, scenario.title,
-             *split_sentences(p.background), p.role, p.wants, *p.resists, scenario.opening_line,
-             *(o.stance for o in scenario.others), *(f.hint for f in scenario.hidden_facts)]
+    texts = [*split_sentences(scenario.briefing), *scenario.objectives, scenario.summary, scenario.title]
+    for member in scenario.members:  # in a scene, every person's card: a turn about any of them is on topic
+        p = member.persona
+        texts += [*split_sentences(p.background), p.role, p.wants, *p.resists, member.opening_line or ""]
+    texts += [*(o.stance for o in scenario.others), *(f.hint for f in scenario.hidden_facts)]
     return [t for t in texts if t.strip()]
 
 

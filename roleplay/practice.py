@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 
@@ -14,7 +14,7 @@ from roleplay.catalog import Catalog
 from roleplay.config import Settings
 from roleplay.errors import NotFoundError, PermissionDenied, RoleplayError
 from roleplay.models import Person, PracticeSession, Role
-from roleplay.persona import Conversation, OfflineVoice, PersonaState, Voice
+from roleplay.persona import Conversation, OfflineVoice, PersonaState, Spoken, Voice
 from roleplay.reader import MAX_TURN_CHARS, TurnReader
 from roleplay.scenario import LEVELS, Scenario
 from roleplay.store import AlreadyGraded, Store
@@ -24,6 +24,7 @@ from roleplay.transcript import Turn
 if TYPE_CHECKING:
     from roleplay.grader import Judge
 
+T = TypeVar("T")
 OFFLINE_NOTICE = "Offline engine: a scripted persona driven by the scenario (no model configured)."
 
 
@@ -31,7 +32,9 @@ def engine_notice(voice: Voice, cfg: Settings) -> str:
     """One line telling the learner which engine plays the persona."""
     if voice.name == "offline":
         return OFFLINE_NOTICE
-    return f"AI persona: {cfg.model} at {cfg.base_url or 'the OpenAI API'}."
+    from roleplay.llm_langchain import endpoint_label
+
+    return f"AI persona: {endpoint_label(cfg.model, cfg.base_url)}."
 
 
 def check_message(text: str | None) -> str:
@@ -80,11 +83,22 @@ class PracticeRun:
             RoleplayError: the message is too long, another reply of this session is being written (`BUSY`), or
                 the turn cannot be taken (then the run is stale).
         """
+        yield from self._locked(self.conversation.respond, text)
+
+    def respond_scene(self, text: str) -> Iterator[Spoken]:
+        """Each persona turn of the reply as it grows (who speaks, and the text so far), stored as it ends.
+
+        Raises:
+            RoleplayError: as `respond`.
+        """
+        yield from self._locked(self.conversation.respond_scene, text)
+
+    def _locked(self, replies: Callable[[str], Iterator[T]], text: str) -> Iterator[T]:
         check_message(text)
         if not self._lock.acquire(blocking=False):
             raise RoleplayError(BUSY)
         try:
-            yield from self.conversation.respond(text)
+            yield from replies(text)
             if self.conversation.state.ended:
                 self.store.end_session(self.session_id, self.conversation.state.end_reason or "ended",
                                        self.conversation.state.model_dump(mode="json"))
@@ -166,8 +180,9 @@ def start_practice(store: Store, username: str, scenario: Scenario, level: str =
     person = store.ensure_person(username, Role.LEARNER)
     sess = store.start_session(person.id, scenario.id, level, voice.name)
 
-    def sink(speaker: str, text: str, tokens: int | None, state: dict[str, Any]) -> None:
-        store.add_turn(sess.id, speaker, text, tokens=tokens, state=state, idx=len(conv.transcript.turns) - 1)
+    def sink(turn: Turn, state: dict[str, Any]) -> None:
+        store.add_turn(sess.id, turn.speaker, turn.text, tokens=turn.tokens, state=state,
+                       idx=len(conv.transcript.turns) - 1, meta={"who": turn.who} if turn.who else None)
 
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -184,14 +199,14 @@ def resume_practice(store: Store, session_id: str, catalog: Catalog, voice: Voic
     scenario = catalog.scenario(sess.scenario_id)
     voice = voice or OfflineVoice()
 
-    def sink(speaker: str, text: str, tokens: int | None, state: dict[str, Any]) -> None:
-        store.add_turn(sess.id, speaker, text, tokens=tokens, state=state, idx=len(conv.transcript.turns) - 1)
+    def sink(turn: Turn, state: dict[str, Any]) -> None:
+        store.add_turn(sess.id, turn.speaker, turn.text, tokens=turn.tokens, state=state,
+                       idx=len(conv.transcript.turns) - 1, meta={"who": turn.who} if turn.who else None)
 
     conv = Conversation(scenario, sess.level, voice, on_turn=sink, model=model_name, reader=reader)
     if sess.state:
         conv.state = PersonaState.model_validate(sess.state)
-    conv.transcript.turns = [Turn(speaker=t.speaker, text=t.text, at=t.created_at, tokens=t.tokens)  # type: ignore[arg-type]
-                             for t in sess.turns]
+    conv.transcript.turns = [Turn.from_row(t) for t in sess.turns]
     return PracticeRun(sess.id, conv, store, prices)
 
 

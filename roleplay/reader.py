@@ -96,18 +96,24 @@ class ReadContext:
         persona_lines: What the persona(s) said so far, oldest first.
         learner_lines: What the learner said before this turn, oldest first.
         revealed: Ids of the hidden facts already revealed.
+        present: In a scene, the names of the cast members in the meeting now (None: everyone in the scenario).
     """
 
     scenario: Scenario | None
     persona_lines: list[str] = field(default_factory=list)
     learner_lines: list[str] = field(default_factory=list)
     revealed: set[str] = field(default_factory=set)
+    present: list[str] | None = None
 
     @property
     def cast(self) -> list[str]:
         """Names of the people the learner may address."""
         if self.scenario is None:
             return []
+        if self.present is not None:
+            return list(self.present)
+        if self.scenario.is_scene:
+            return [m.persona.name for m in self.scenario.members]
         return [self.scenario.persona.name] + [o.name for o in self.scenario.others]
 
     @property
@@ -183,25 +189,46 @@ def first_names(ctx: ReadContext) -> dict[str, str]:
     return out
 
 
+_LEAD_INS = ("so", "and", "but", "now", "ok", "okay", "right", "thanks", "thank you", "hi", "hello", "over to you")
+
+
 def find_addressee(text: str, ctx: ReadContext) -> str | None:
-    """The cast member a turn speaks to (by name at the start, a vocative or '@name'), or None for everyone."""
+    """The cast member a turn speaks to, or None for everyone.
+
+    A name is a vocative when it opens a sentence (or follows a lead-in such as "so" or "thanks") and is followed by
+    a comma, a question mark or the end ("Priya, what do you need?", "So, Priya?"), when it closes a sentence after a
+    comma ("That's fair, Gareth."), or as "@name". Named people in one sentence are spoken to together (everyone);
+    across sentences, the last one named is given the floor ("Callum, hold on. Tomasz, go on." speaks to Tomasz).
+    """
     names = first_names(ctx)
     if len(ctx.cast) <= 1:
         return ctx.cast[0] if ctx.cast else None
     low = text.lower()
     hits: list[tuple[int, str]] = []
     for key, full in names.items():
-        for m in re.finditer(rf"(?:^|[\s,.!?@])({re.escape(key)})(?=[\s,.!?:;]|$)", low):
-            start = m.start(1)
-            before, after = low[:start].strip(), low[m.end(1):m.end(1) + 2]
-            vocative = (not before or before.endswith((".", "!", "?", "@", "so", "and", "but", "now"))
-                        or after.startswith(",") or after.startswith("?") or low[start - 1:start] == "@")
-            if vocative:
+        for m in re.finditer(rf"(?:^|[\s,.!?@(])({re.escape(key)})(?=[\s,.!?:;)]|$)", low):
+            start, end = m.start(1), m.end(1)
+            before = low[:start].rstrip()
+            after = low[end:].lstrip(" ")
+            opens = (not before or before.endswith((".", "!", "?", ":", "\n"))
+                     or any(before.endswith(w) or before.endswith(w + ",") for w in _LEAD_INS))
+            follows = (after[:1] in (",", "?", "!", ":", ".", "") or after.startswith("\n")
+                       or re.match(r"(?:what|how|why|when|where|who|which|you|your|"
+                                   r"tell|go|please)\b", after) is not None)
+            closes = before.endswith(",") and after[:1] in (".", "!", "?", ",", "")
+            if low[start - 1:start] == "@" or (opens and follows) or closes:
                 hits.append((start, full))
     if not hits:
         return None
-    people = {full for _, full in hits}
-    return hits[0][1] if len(people) == 1 else None
+    sentences = [(_sentence_of(low, start), full) for start, full in sorted(hits)]
+    last = sentences[-1][0]
+    people = {full for sentence, full in sentences if sentence == last}
+    return next(iter(people)) if len(people) == 1 else None
+
+
+def _sentence_of(text: str, at: int) -> int:
+    """Which sentence of `text` position `at` is in (0-based)."""
+    return len(re.findall(r"[.!?](?:\s|$)", text[:at]))
 
 
 _SIDE_WITH = r"(?:{n})(?:'s| is| has)? (?:right|got a point|has a point|makes a good point|correct)|i(?:'m| am) with {n}|i agree with {n}|{n} is spot on|(?:go|going) with {n}'?s?"
@@ -245,7 +272,8 @@ def known_words(ctx: ReadContext) -> set[str]:
     scn = ctx.scenario
     if scn is None:
         return content_words(" ".join(ctx.persona_lines))
-    return content_words(" ".join([scn.briefing, scn.persona.background, scn.summary, *ctx.persona_lines]))
+    return content_words(" ".join([scn.briefing, *(m.persona.background for m in scn.members), scn.summary,
+                                   *ctx.persona_lines]))
 
 
 def assemble(text: str, readings: list[SentenceReading], named: list[str], ctx: ReadContext,

@@ -106,7 +106,8 @@ def apply_edits(grade: Grade, edits: list[CriterionEdit], rubric: Rubric) -> Gra
         criteria.append(c.model_copy(update=update_))
     return finish_grade(rubric, grade.judge, criteria, prompt=grade.prompt, raw_reply=grade.raw_reply,
                         calls=grade.calls, flagged=grade.flagged, samples=grade.samples, prompt_tokens=grade.prompt_tokens,
-                        completion_tokens=grade.completion_tokens, structured_mode=grade.structured_mode)
+                        completion_tokens=grade.completion_tokens, structured_mode=grade.structured_mode,
+                        fitted=grade.fitted)
 
 
 class ReviewService:

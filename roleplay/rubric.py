@@ -34,6 +34,21 @@ class Check(_Model):
     )
 
 
+MeetingFact = Literal["airtime_balance", "no_sides", "interruptions_handled", "owners_named", "everyone_asked"]
+"""Facts a meeting with several personas counts (`roleplay.meeting.MeetingFacts`), usable as checks."""
+
+
+class FactCheck(_Model):
+    """A check answered from what the meeting counted (not read from words): it caps the criterion's level."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Identifier unique within the criterion.")
+    fact: MeetingFact = Field(description="airtime_balance (the others' airtime was even), no_sides (no side taken), "
+                              "interruptions_handled (the floor handed back), owners_named (actions with named owners) "
+                              "or everyone_asked (each person asked by name).")
+    question: str = Field(min_length=1, description="The question as facilitators read it.")
+    cap: int = Field(default=2, ge=1, le=3, description="Highest level when the answer is no (one higher for partial).")
+
+
 class Criterion(_Model):
     """One skill the rubric grades on a 1-4 scale."""
 
@@ -44,6 +59,10 @@ class Criterion(_Model):
     must_pass: bool = Field(default=False, description="If true, failing this criterion fails the whole session.")
     levels: dict[int, str] = Field(description="Anchor text for each level 1, 2, 3 and 4.")
     checks: list[Check] = Field(min_length=1, description="Yes / partial / no checks that inform the level.")
+    meeting_checks: list[FactCheck] = Field(
+        default_factory=list,
+        description="Checks answered from a meeting's counted facts (scenes with several personas only; ignored "
+                    "for one-person conversations); a 'no' caps the level.")
     tip: str = Field(min_length=1, description="One actionable piece of advice for a learner who scores low.")
     example_lines: list[str] = Field(
         min_length=1, description="Lines that show the skill well; used as better alternatives."

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roleplay.moves import Move
-from roleplay.yamlsource import Problem, json_schema, load_checked
+from roleplay.yamlsource import PathKey, Problem, format_field, json_schema, load_checked
 
 Sprint = Literal["remote-team-setup", "virtual-meetings", "remote-communication", "underperformance"]
 """The four sprints of the programme; every scenario belongs to one."""
@@ -205,8 +206,62 @@ class OfflineScript(_Model):
         return value
 
 
+class SpeaksUp(_Model):
+    """When a cast member speaks without being addressed: rules of the scene, evaluated in code."""
+
+    when_sided_against: bool = Field(
+        default=True, description="Interject when the learner sides against this person, or with someone they oppose.")
+    after_silent_turns: int | None = Field(
+        default=None, ge=1, le=20,
+        description="Speak up unprompted after this many learner turns not addressed to them (unset: never).")
+    cuts_across_every: int | None = Field(
+        default=None, ge=1, le=10,
+        description="A dominant talker: cut across every Nth learner turn addressed to someone else, until the "
+                    "learner has handed the floor back twice (unset: never).")
+    only_when_addressed: bool = Field(
+        default=False,
+        description="A quiet member: answers only when addressed by name, never a question to everyone.")
+
+
+class CastMember(_Model):
+    """One person of a scene with several personas: their own card, secrets, trust and lines."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Short identifier, unique in the cast, e.g. 'priya'.")
+    persona: Persona = Field(description="Who this person is and how they behave.")
+    colour: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$",
+                               description="Colour of their name in the chat, e.g. '#7c3aed' (a palette colour by default).")
+    opening_line: str | None = Field(default=None, description="What they say when the scene opens (in cast order).")
+    hidden_facts: list[HiddenFact] = Field(default_factory=list, description="Facts only this person knows and reveals when earned.")
+    trust_offset: int = Field(default=0, ge=-3, le=3, description="Added to the level's starting trust for this person.")
+    opposes: list[str] = Field(default_factory=list,
+                               description="Cast ids whose side this person is against: siding with them costs trust here.")
+    speaks_up: SpeaksUp = Field(default_factory=SpeaksUp, description="When they speak without being addressed.")
+    joins_at_turn: int = Field(default=0, ge=0, le=30,
+                               description="A late joiner: absent until after this learner turn (0: there from the start).")
+    join_line: str | None = Field(default=None, description="What a late joiner says when they arrive.")
+    interjections: list[str] = Field(
+        default_factory=list,
+        description="Lines for speaking up unprompted or cutting across (in rotation; the script's fallback otherwise).")
+    success_line: str | None = Field(default=None, description="This person's closing line when the meeting ends well "
+                                     "and they are the one answering (the scene's end.success_line otherwise).")
+    walkout_line: str | None = Field(default=None, description="This person's line when they walk out (end.walkout_line otherwise).")
+    timeout_line: str | None = Field(default=None, description="This person's line when time runs out (end.timeout_line otherwise).")
+    script: OfflineScript = Field(description="This person's lines for the offline engine.")
+
+    @property
+    def first_name(self) -> str:
+        """The name people call them by."""
+        return self.persona.name.split()[0]
+
+
+class MeetingRules(_Model):
+    """How a scene with several personas runs."""
+
+    max_replies: int = Field(default=2, ge=1, le=4, description="Persona turns at most after one learner turn.")
+
+
 class Scenario(_Model):
-    """A practice scenario authored by a learning designer."""
+    """A practice scenario authored by a learning designer: one persona, or a cast of 2 to 4 in one scene."""
 
     id: str = Field(pattern=ID_PATTERN, description="Unique identifier (lowercase, digits, hyphens), e.g. 'missed-deadlines'.")
     title: str = Field(min_length=1, description="Title shown to learners.")
@@ -216,13 +271,18 @@ class Scenario(_Model):
     language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="ISO 639-1 code of the language the conversation is held in.")
     briefing: str = Field(min_length=1, description="What the learner knows before starting.")
     objectives: list[str] = Field(min_length=1, description="What the learner should achieve in the conversation.")
-    persona: Persona = Field(description="The AI persona the learner talks to.")
-    others: list[OtherPerson] = Field(default_factory=list, description="Other people present (e.g. in a meeting).")
-    opening_line: str = Field(min_length=1, description="The persona's first line.")
-    hidden_facts: list[HiddenFact] = Field(default_factory=list, description="Facts revealed only when earned.")
+    persona: Persona = Field(default=None, description="The AI persona the learner talks to (a one-person scenario; "  # type: ignore[assignment]
+                             "with a cast, the first member).")
+    others: list[OtherPerson] = Field(default_factory=list, description="Other people mentioned but not voiced.")
+    cast: list[CastMember] = Field(default_factory=list, description="A scene with 2 to 4 personas, each with their "
+                                   "own card, hidden facts, trust and lines (instead of persona, hidden_facts, script and opening_line).")
+    meeting: MeetingRules = Field(default_factory=MeetingRules, description="How a scene with a cast runs.")
+    opening_line: str = Field(default=None, description="The persona's first line (with a cast: the first member's).")  # type: ignore[assignment]
+    hidden_facts: list[HiddenFact] = Field(default_factory=list, description="Facts revealed only when earned "
+                                           "(with a cast: every member's, filled in from the cast).")
     levels: Levels = Field(description="Difficulty levels: novice, intermediate and expert.")
     end: EndConditions = Field(description="How the conversation ends.")
-    script: OfflineScript = Field(description="Lines for the offline engine.")
+    script: OfflineScript = Field(default=None, description="Lines for the offline engine (with a cast: the first member's).")  # type: ignore[assignment]
     model_lines: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Better-alternative lines per rubric criterion id, specific to this scenario.",
@@ -234,22 +294,77 @@ class Scenario(_Model):
                     "facilitator approves it) or 'after_review' (only once approved); the programme's setting when unset.",
     )
 
+    @model_validator(mode="after")
+    def _one_or_cast(self) -> Scenario:
+        if self.cast:
+            if len(self.cast) < 2:
+                raise ValueError("a cast has 2 to 4 members; for one person use `persona` instead of `cast`")
+            lead = self.cast[0]
+            if "persona" not in self.model_fields_set:
+                object.__setattr__(self, "persona", lead.persona)
+            if "script" not in self.model_fields_set:
+                object.__setattr__(self, "script", lead.script)
+            if "opening_line" not in self.model_fields_set:
+                opening = next((m.opening_line for m in self.cast if m.opening_line), None)
+                if opening is None:
+                    raise ValueError("give at least one cast member an opening_line")
+                object.__setattr__(self, "opening_line", opening)
+            if "hidden_facts" not in self.model_fields_set:
+                object.__setattr__(self, "hidden_facts", [f for m in self.cast for f in m.hidden_facts])
+            return self
+        missing = [name for name in ("persona", "opening_line", "script") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"give {', '.join(missing)} (a one-person scenario), or a `cast` of 2 to 4 people")
+        return self
+
+    @cached_property
+    def members(self) -> tuple[CastMember, ...]:
+        """The people the learner talks to: the cast, or the one persona as a cast of one."""
+        if self.cast:
+            return tuple(self.cast)
+        return (CastMember(id=_member_id(self.persona.name), persona=self.persona, opening_line=self.opening_line,
+                           hidden_facts=self.hidden_facts, script=self.script),)
+
+    @property
+    def is_scene(self) -> bool:
+        """Whether more than one persona takes part."""
+        return len(self.cast) > 1
+
+    def member(self, member_id: str) -> CastMember:
+        """The cast member with this id."""
+        return next(m for m in self.members if m.id == member_id)
+
+    def owner_of(self, fact_id: str) -> CastMember:
+        """The cast member who holds a hidden fact."""
+        return next(m for m in self.members if any(f.id == fact_id for f in m.hidden_facts))
+
     def fact(self, fact_id: str) -> HiddenFact:
         """Return the hidden fact with this id."""
         return next(f for f in self.hidden_facts if f.id == fact_id)
 
 
+def _member_id(name: str) -> str:
+    first = "".join(ch for ch in name.split()[0].lower() if ch.isalnum()) if name.split() else ""
+    return first if len(first) >= 2 else "persona"
+
+
 def scenario_problems(scenario: Scenario) -> list[Problem]:
-    """Consistency problems pydantic cannot see: duplicate fact ids, dangling fact references."""
+    """Consistency problems pydantic cannot see: duplicate ids, dangling fact and cast references."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for i, fact in enumerate(scenario.hidden_facts):
+    if scenario.cast:
+        problems += _cast_problems(scenario)
+        facts: list[tuple[PathKey, HiddenFact]] = [(("cast", i, "hidden_facts", j), f)
+                                                   for i, m in enumerate(scenario.cast) for j, f in enumerate(m.hidden_facts)]
+    else:
+        facts = [(("hidden_facts", i), f) for i, f in enumerate(scenario.hidden_facts)]
+    where_seen: dict[str, PathKey] = {}
+    for i, (where, fact) in enumerate(facts):
         if fact.id in seen:
-            problems.append(((
-                "hidden_facts", i, "id"),
-                f"duplicate id '{fact.id}' (also hidden_facts[{seen[fact.id]}]); give each hidden fact its own id",
-            ))
+            problems.append(((*where, "id"), f"duplicate id '{fact.id}' (also {format_field(where_seen[fact.id])}); "
+                             "give each hidden fact its own id"))
         seen.setdefault(fact.id, i)
+        where_seen.setdefault(fact.id, where)
     for where, lines in _script_lines(scenario):
         for j, line in enumerate(lines):
             if isinstance(line, ScriptLine):
@@ -267,13 +382,45 @@ def scenario_problems(scenario: Scenario) -> list[Problem]:
     return problems
 
 
+_CAST_ONLY = ("persona", "hidden_facts", "script", "opening_line")
+
+
+def _cast_problems(scenario: Scenario) -> list[Problem]:
+    problems: list[Problem] = []
+    for name in _CAST_ONLY:
+        if name in scenario.model_fields_set:
+            problems.append(((name,), f"with a `cast`, give {name} inside each cast member, not at the top level"))
+    if len(scenario.cast) > 4:
+        problems.append((("cast", 4), f"a cast has 2 to 4 members, this one has {len(scenario.cast)}; "
+                         "split the scene or voice the others as `others`"))
+    ids: dict[str, int] = {}
+    for i, member in enumerate(scenario.cast):
+        if member.id in ids:
+            problems.append((("cast", i, "id"), f"duplicate cast id '{member.id}' (also cast[{ids[member.id]}])"))
+        ids.setdefault(member.id, i)
+    for i, member in enumerate(scenario.cast):
+        for k, other in enumerate(member.opposes):
+            if other not in ids or other == member.id:
+                problems.append((("cast", i, "opposes", k), f"'{other}' is not another cast member's id; use one of: "
+                                 f"{', '.join(x for x in ids if x != member.id)}"))
+        if member.joins_at_turn and not member.join_line:
+            problems.append((("cast", i, "join_line"), "a late joiner (joins_at_turn) needs a join_line"))
+    if all(m.joins_at_turn for m in scenario.cast):
+        problems.append((("cast",), "at least one cast member must be there from the start (joins_at_turn: 0)"))
+    return problems
+
+
 def _script_lines(scenario: Scenario) -> list[tuple[tuple[str | int, ...], list[Line]]]:
     out: list[tuple[tuple[str | int, ...], list[Line]]] = []
-    for move, mood_lines in scenario.script.reactions.items():
+    scripts: list[tuple[PathKey, OfflineScript]] = (
+        [(("cast", i, "script"), m.script) for i, m in enumerate(scenario.cast)] if scenario.cast
+        else [(("script",), scenario.script)])
+    for where, script in scripts:
+        for move, mood_lines in script.reactions.items():
+            for mood in MOODS:
+                out.append(((*where, "reactions", move, mood), list(getattr(mood_lines, mood))))
         for mood in MOODS:
-            out.append((("script", "reactions", move, mood), list(getattr(mood_lines, mood))))
-    for mood in MOODS:
-        out.append((("script", "fallback", mood), list(getattr(scenario.script.fallback, mood))))
+            out.append(((*where, "fallback", mood), list(getattr(script.fallback, mood))))
     return out
 
 

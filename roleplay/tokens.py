@@ -101,6 +101,42 @@ def trim_to_budget(
     return head + ([note] if dropped else []) + middle + tail, dropped
 
 
+def context_margin(window: int, estimated: bool = False) -> int:
+    """Tokens of a context window kept free for the chat template and counting error (more when counts are estimates)."""
+    return max(64, window // 12) if estimated else max(32, window // 32)
+
+
+def prompt_budget(window: int, reply_tokens: int | None, estimated: bool = False) -> int:
+    """Tokens a prompt may take in a `window`-token context that must also hold a reply of `reply_tokens`.
+
+    Args:
+        window: The model's context window in tokens (prompt and reply).
+        reply_tokens: The reply's `max_tokens`, or None when the request sets none.
+        estimated: Whether the prompt is measured with an estimate (a wider margin is kept).
+
+    Returns:
+        The budget; 0 or less when the reply alone leaves no room.
+    """
+    return window - (reply_tokens or 0) - context_margin(window, estimated)
+
+
+def persona_budget(scenario_budget: int, window: int | None, max_reply: int | None, estimated: bool = False) -> int:
+    """The persona's prompt budget: the scenario's, lowered to what the model's context leaves beside the reply.
+
+    Args:
+        scenario_budget: The scenario's `token_budget`.
+        window: The model's context window in tokens, or None when it is not known.
+        max_reply: The reply's `max_tokens`, or None.
+        estimated: Whether token counts are estimates.
+
+    Returns:
+        The budget `trim_to_budget` should fit the persona's request to (at least 1).
+    """
+    if window is None:
+        return scenario_budget
+    return max(1, min(scenario_budget, prompt_budget(window, max_reply, estimated)))
+
+
 def estimate_cost(prompt_tokens: int, completion_tokens: int, price_input: float | None,
                   price_output: float | None = None) -> float | None:
     """Cost in the configured currency, prices per million tokens (ROLEPLAY_PRICE_INPUT / ROLEPLAY_PRICE_OUTPUT).

@@ -6,11 +6,12 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roleplay.errors import RoleplayError
+from roleplay.meeting import MeetingFacts
 
 Speaker = Literal["learner", "persona"]
 MAX_TRANSCRIPT_BYTES = 2 * 1024 * 1024
@@ -27,8 +28,16 @@ class Turn(BaseModel):
 
     speaker: Speaker = Field(description="'learner' (the person practising) or 'persona' (the AI character).")
     text: str = Field(description="What was said.")
+    who: str | None = Field(default=None, description="In a scene with several personas: the cast id of the persona who "
+                            "spoke (None for the learner, or when there is one persona).")
     at: datetime | None = Field(default=None, description="When it was said (UTC).")
     tokens: int | None = Field(default=None, description="Token count of the text, if known.")
+
+    @classmethod
+    def from_row(cls, row: Any) -> Turn:
+        """The turn of a stored row (`roleplay.models.TurnRow`)."""
+        return cls(speaker=row.speaker, text=row.text, at=row.created_at, tokens=row.tokens,
+                   who=(row.meta or {}).get("who"))
 
 
 class Transcript(BaseModel):
@@ -40,15 +49,19 @@ class Transcript(BaseModel):
     level: str | None = Field(default=None, description="Difficulty level practised.")
     session_id: str | None = Field(default=None, description="Stored practice session id, if any.")
     turns: list[Turn] = Field(default_factory=list, description="The turns, in order.")
+    meeting: MeetingFacts | None = Field(default=None, description="In a meeting with several personas: what the "
+                                         "meeting counted (airtime, who was asked, sides, interruptions, decisions).")
 
     @property
     def learner_turns(self) -> list[Turn]:
         """Only the learner's turns (what is graded)."""
         return [t for t in self.turns if t.speaker == "learner"]
 
-    def to_text(self, learner: str = "Learner", persona: str = "Persona") -> str:
-        """Plain text, one `Name: text` line per turn."""
-        return "\n".join(f"{learner if t.speaker == 'learner' else persona}: {t.text}" for t in self.turns)
+    def to_text(self, learner: str = "Learner", persona: str = "Persona", names: dict[str, str] | None = None) -> str:
+        """Plain text, one `Name: text` line per turn (`names`: cast id -> name, for scenes with several personas)."""
+        names = names or {}
+        return "\n".join(
+            f"{learner if t.speaker == 'learner' else names.get(t.who or '', persona)}: {t.text}" for t in self.turns)
 
 
 _LINE = re.compile(r"^\s*(learner|manager|you|persona|[A-Z][\w .'-]{0,40}?)\s*:\s*(.*)$", re.I)

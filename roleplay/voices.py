@@ -1,4 +1,6 @@
-"""Voices that word the persona's decided reply with a model, and the in-character guard.
+"""Voices that word the persona's decided reply with a model, streamed through the in-character guard.
+
+The guard's rules live in `roleplay.guard`; `detect_break` and `INSTRUCTION_MARK` are also importable from here.
 
 A hidden fact's text never enters the model's context before the engine has decided to reveal it: the model
 gets the fact's vague `hint` at most, and facts already revealed are recapped so they survive trimming.
@@ -6,25 +8,36 @@ gets the fact's vague `hint` at most, and facts already revealed are recapped so
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from roleplay.guard import INSTRUCTION_MARK, RollingGuard, detect_break
 from roleplay.persona import CharacterBreak, Conversation, Directive
 from roleplay.scenario import Scenario
-from roleplay.tokens import trim_to_budget
+from roleplay.tokens import persona_budget, trim_to_budget
 
 if TYPE_CHECKING:
     from roleplay.llm import ChatModel, GenerationSettings
 
+__all__ = ["INSTRUCTION_MARK", "LLMVoice", "detect_break", "persona_instructions", "strict_roles", "turn_instruction"]
 
-def persona_instructions(scenario: Scenario, level: str) -> str:
-    """The system prompt that puts a model in the persona's shoes."""
-    p, lvl = scenario.persona, scenario.levels.get(level)
-    others = "".join(f"\n- {o.name} ({o.role}): {o.stance}" for o in scenario.others)
+
+def persona_instructions(scenario: Scenario, level: str, who: str | None = None) -> str:
+    """The system prompt that puts a model in one persona's shoes (`who`: a cast id; the first persona by default).
+
+    It holds this persona's own card only: of the others in a scene, their names and roles, never their background
+    or what they keep to themselves.
+    """
+    member = scenario.member(who) if who else scenario.members[0]
+    p, lvl = member.persona, scenario.levels.get(level)
+    cast = [m for m in scenario.members if m.id != member.id]
+    others = "".join(f"\n- {m.persona.name} ({m.persona.role}), in the meeting" for m in cast) + "".join(
+        f"\n- {o.name} ({o.role}): {o.stance}" for o in scenario.others)
+    scene_rule = (f"This is a meeting with several people; you are {p.name} only. Never speak for anyone else, never "
+                  "write their lines or what they do, and do not repeat what they said. " if cast else "")
     return (
         f"You are {p.name}, {p.role}. This is a role-play for a manager practising a hard conversation; "
-        f"you are the other person in it, never a coach or an assistant.\n\n"
+        f"you are {'one of the people' if cast else 'the other person'} in it, never a coach or an assistant.\n\n"
         f"Personality: {p.personality}\nHow you speak: {p.speaking_style}\n"
         f"What you know and may say openly: {p.background or '(only what the situation implies)'}\n"
         f"What you want: {p.wants}\nWhat you resist: {'; '.join(p.resists)}\n"
@@ -36,19 +49,25 @@ def persona_instructions(scenario: Scenario, level: str) -> str:
         "sentences of plain speech (no lists, no headings, no stage directions beyond a short bracket); never "
         "say you are an AI, a model or an assistant; never offer help, tips or apologies for confusion; do not "
         "make the manager's job easy: answer only what you are asked and reveal private matters only when told "
-        "to below."
-    )
+        "to below. " + scene_rule
+    ).rstrip()
 
 
 def turn_instruction(conv: Conversation, directive: Directive) -> str:
-    """The instruction placed after the history, where models follow it best. It never holds an unrevealed fact."""
+    """The instruction placed after the history, where models follow it best. It never holds an unrevealed fact.
+
+    Only the speaker's own facts appear: those already told are recapped, those still held back as their hint.
+    """
     scn, st = conv.scenario, conv.state
-    name = scn.persona.name
-    told = [scn.fact(fid) for fid in st.revealed_ids if fid != directive.fact_id]
-    hints = [f.hint for f in scn.hidden_facts if f.id not in st.revealed_ids and f.id != directive.fact_id]
+    member = scn.member(directive.who) if directive.who else conv.lead
+    mind = conv.mind(member.id)
+    name = member.persona.name
+    own = {f.id for f in member.hidden_facts}
+    told = [scn.fact(fid) for fid in st.revealed_ids if fid != directive.fact_id and fid in own]
+    hints = [f.hint for f in member.hidden_facts if f.id not in st.revealed_ids and f.id != directive.fact_id]
     mood = {"guarded": "guarded and short", "warming": "cautious but starting to engage",
-            "open": "open and cooperative"}[st.mood]
-    length = {"guarded": 2, "warming": 3, "open": 4}[st.mood]
+            "open": "open and cooperative"}[mind.mood]
+    length = {"guarded": 2, "warming": 3, "open": 4}[mind.mood]
     if directive.kind == "reveal":
         fact = scn.fact(directive.fact_id or "")
         act = (f"The manager has earned your trust: now tell them, in your own words, this private fact: "
@@ -61,6 +80,13 @@ def turn_instruction(conv: Conversation, directive: Directive) -> str:
         act = f"End the conversation now, in your own words, along these lines: \"{directive.line}\""
     elif directive.kind == "language":
         act = f"The manager wrote in another language. Say, in character, along these lines: \"{directive.line}\""
+    elif directive.kind == "interject":
+        act = (f"The manager was not speaking to you, but you speak up now, briefly, in character, something like: "
+               f"\"{directive.line}\"")
+        length = min(length, 2)
+    elif directive.kind == "join":
+        act = f"You have just joined the call late. Say so briefly, along these lines: \"{directive.line}\""
+        length = 2
     elif directive.move == "off_topic":
         act = (f"The manager said something that has nothing to do with this conversation. React in character, "
                f"puzzled, and steer back; something like: \"{directive.line}\"")
@@ -69,72 +95,11 @@ def turn_instruction(conv: Conversation, directive: Directive) -> str:
                f"Something in this spirit: \"{directive.line}\"")
     recap = "".join(f"\n- {f.fact}" for f in told)
     return (
-        f"Stay in character as {name}. Your mood now: {mood} (trust {st.trust:.1f}/5). {act}\n"
+        f"Stay in character as {name}. Your mood now: {mood} (trust {mind.trust:.1f}/5). {act}\n"
         + (f"What you have already told the manager (stay consistent with it):{recap}\n" if recap else "")
         + (f"You are holding back {'; '.join(hints)}: do not bring it up or hint at it.\n" if hints else "")
         + f"Reply with your spoken words only, at most {length} sentences."
     )
-
-
-_BREAKS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b(?:as an? (?:ai|artificial intelligence|language model|assistant|chatbot)|i(?:'m| am) (?:just |only )?an? "
-                r"(?:ai|language model|assistant|chatbot|virtual assistant)|language model|openai|large language)\b", re.IGNORECASE),
-     "talks about being an AI or a language model"),
-    (re.compile(r"\b(?:how (?:can|may) i (?:help|assist) you|i(?:'d| would) be (?:happy|glad) to help|is there anything else|"
-                r"i hope (?:this|that) helps|feel free to (?:ask|reach out)|great question|certainly!|absolutely!|"
-                r"here are (?:some|a few) (?:tips|steps|ways|suggestions))", re.IGNORECASE),
-     "talks like a helpful assistant"),
-    (re.compile(r"\b(?:i apologi[sz]e for (?:any|the) confusion|sorry for (?:any|the) confusion|"
-                r"i (?:can(?:no|')t|am unable to|won'?t) (?:role-?play|pretend|continue (?:this|the) (?:role|scenario)))", re.IGNORECASE),
-     "steps out of the role-play"),
-    (re.compile(r"(?:^|\n)\s*(?:[-*•]|\d+\.)\s+\S.*\n\s*(?:[-*•]|\d+\.)\s+\S", re.MULTILINE), "answers with a list"),
-    (re.compile(r"^\s*(?:#{1,6}\s|\*\*[^*]+\*\*:)", re.MULTILINE), "uses document formatting"),
-]
-GUARD_PREFIX_CHARS = 80
-
-
-def detect_break(conv: Conversation, text: str, directive: Directive) -> str | None:
-    """Why `text` breaks character, or None when it stays in role."""
-    for pattern, reason in _BREAKS:
-        if pattern.search(text):
-            return reason
-    names = re.findall(r"\b(?:my name is|i am|i'm)\s+([A-Z][a-z]+)\b", text)
-    own = {part.lower() for part in conv.scenario.persona.name.split()}
-    for n in names:
-        if n.lower() not in own and n.lower() not in {"not", "sorry", "fine", "just", "here", "sure", "okay", "worried"}:
-            return f"claims to be {n}, not {conv.scenario.persona.name}"
-    if directive.kind != "reveal" and _leaks(conv, text):
-        return "reveals a hidden fact before it was earned"
-    return None
-
-
-def _distinctive(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z]{6,}", text.lower())}
-
-
-def _known_words(conv: Conversation) -> set[str]:
-    """Distinctive words the learner already knows: the briefing, the persona's background and the conversation."""
-    scn = conv.scenario
-    words = _distinctive(scn.briefing + " " + scn.persona.background)
-    for turn in conv.transcript.turns:
-        words |= _distinctive(turn.text)
-    return words
-
-
-def _leaks(conv: Conversation, text: str) -> bool:
-    known = _known_words(conv)
-    said = _distinctive(text)
-    for fact in conv.scenario.hidden_facts:
-        if fact.id in conv.state.revealed_ids:
-            continue
-        secret = _distinctive(fact.fact + " " + fact.reveal_line) - known
-        if len(secret & said) >= 2:
-            return True
-    return False
-
-
-INSTRUCTION_MARK = "[For your reply (not said by the manager):"
-"""Opens the turn instruction folded into the manager's last message; it is closed by "]"."""
 
 
 def strict_roles(messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -185,42 +150,55 @@ class LLMVoice:
         """
         final = turn_instruction(conv, directive)
         if repair:
-            final += (f"\nIMPORTANT: your previous attempt was rejected because it {repair}. You are "
-                      f"{conv.scenario.persona.name}, a person in this conversation, not an assistant. Answer again "
-                      "in character, plainly, in your own voice.")
-        history = conv.history_messages()
+            name = conv.scenario.member(directive.who or conv.lead.id).persona.name
+            final += (f"\nIMPORTANT: your previous attempt was rejected because it {repair}. You are {name}, a person in "
+                      "this conversation, not an assistant. Answer again in character, plainly, in your own voice.")
+        history = conv.history_messages(directive.who or None)
         if history and history[-1]["role"] == "user":
             last = history[-1]
             history[-1] = {"role": "user", "content": f"{last['content']}\n\n{INSTRUCTION_MARK} {final}]"}
         else:
             history.append({"role": "user", "content": f"{INSTRUCTION_MARK} {final}]"})
-        msgs = [{"role": "system", "content": persona_instructions(conv.scenario, conv.level_name)}, *history]
-        trimmed, dropped = trim_to_budget(msgs, conv.scenario.token_budget, conv.counter)
+        msgs = [{"role": "system", "content": persona_instructions(conv.scenario, conv.level_name, directive.who or None)},
+                *history]
+        trimmed, dropped = trim_to_budget(msgs, persona_budget(
+            conv.scenario.token_budget, getattr(self.model, "context_window", None),
+            getattr(self.gen, "max_tokens", None) or getattr(self.model, "reply_max_tokens", None),
+            conv.counter.estimated), conv.counter)
         conv.state.trimmed_turns = max(conv.state.trimmed_turns, dropped)
         return strict_roles(trimmed)
 
     def speak(self, conv: Conversation, directive: Directive) -> Iterator[str]:
-        """Stream the model's reply, holding back the first characters until the guard has seen them."""
+        """Stream the model's reply through the rolling guard: only text that cannot turn into a break is shown.
+
+        A break seen mid-stream stops the model's stream and the reply is generated again (the learner never saw
+        the break); the complete reply is checked whole before it stands.
+        """
         repair: str | None = None
         for _attempt in range(self.max_repairs + 1):
             msgs = self.messages(conv, directive, repair)
             conv.state.prompt_tokens += conv.counter.count_messages(msgs)
-            text, shown, broken = "", False, None
-            for delta in self.model.stream(msgs, self.gen):
-                text += delta
-                if shown:
-                    yield text
-                elif len(text) >= GUARD_PREFIX_CHARS:
-                    broken = detect_break(conv, text, directive)
-                    if broken:
+            guard = RollingGuard.for_conversation(conv, directive)
+            text, shown = "", ""
+            stream = self.model.stream(msgs, self.gen)
+            try:
+                for delta in stream:
+                    text += delta
+                    safe = guard.feed(text)
+                    if guard.broken:
                         break
-                    shown = True
-                    yield text
+                    if len(safe) > len(shown):
+                        shown = safe
+                        yield shown
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
             conv.state.completion_tokens += conv.counter.count(text)
+            broken = guard.check(text) or (None if text.strip() else "gave an empty reply")
             text = text.strip()
-            broken = broken or detect_break(conv, text, directive) or (None if text else "gave an empty reply")
             if broken is None:
-                if not shown:
+                if text != shown:
                     yield text
                 return
             conv.state.breaks.append(CharacterBreak(turn=conv.state.learner_turns, reason=broken, text=text,

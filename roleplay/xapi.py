@@ -111,6 +111,11 @@ def xapi_statement(result: ApprovedResult, scenario: Scenario | None = None, *, 
             cfg.iri("xapi", "extensions", "review-id"): result.review_id,
         },
     }
+    if scenario is not None and scenario.is_scene:
+        context["extensions"][cfg.iri("xapi", "extensions", "cast")] = [
+            {"id": m.id, "name": m.persona.name, "role": m.persona.role} for m in scenario.members]
+    if grade.meeting_facts:
+        context["extensions"][cfg.iri("xapi", "extensions", "meeting-facts")] = list(grade.meeting_facts)
     if scenario is not None:
         context["contextActivities"] = {"grouping": [{
             "objectType": "Activity", "id": cfg.iri("sprints", scenario.sprint),

@@ -246,7 +246,7 @@ def test_author_messages_count_properly_and_name_things(people: Store) -> None:
     assert "✗ 1 problem; fix it to save." in author_page.validate(broken, name, as_("dee"))[0]
     chat, conv, *_ = author_page.preview_start(text, name, "novice", as_("dee"))
     steps = list(author_page.preview_send("What has been going on for you lately?", chat, conv, as_("dee")))
-    assert "Sam Okafor has told you:** nothing hidden yet" in steps[-1][2]
+    assert steps[-1][2].startswith("Sam Okafor: trust ") and "**has told you:** nothing hidden yet" in steps[-1][2]
 
 
 # --- 6. account administration --------------------------------------------------------------------------------------

@@ -133,12 +133,13 @@ def test_bad_turns_get_a_clear_message_and_write_nothing(bad: str, says: str, tm
 
 def test_lines_tied_to_a_reveal_are_said_only_after_it() -> None:
     for scn in catalog().scenarios.values():
-        for move, lines in scn.script.reactions.items():
-            for mood in MOODS:
-                usable_before = lines.for_mood(mood, set())
-                for line in usable_before:
-                    tied = [x for x in lines.all_lines() if not isinstance(x, str) and x.text == line]
-                    assert all(not x.after for x in tied), (scn.id, move, mood, line)
+        for member in scn.members:
+            for move, lines in member.script.reactions.items():
+                for mood in MOODS:
+                    usable_before = lines.for_mood(mood, set())
+                    for line in usable_before:
+                        tied = [x for x in lines.all_lines() if not isinstance(x, str) and x.text == line]
+                        assert all(not x.after for x in tied), (scn.id, member.id, move, mood, line)
 
 
 def test_shipped_scenarios_have_four_lines_per_move_and_mood_whatever_is_revealed() -> None:
@@ -147,12 +148,13 @@ def test_shipped_scenarios_have_four_lines_per_move_and_mood_whatever_is_reveale
               "other"]
     for scn in catalog().scenarios.values():
         every = {f.id for f in scn.hidden_facts}
-        for move in needed:
-            assert move in scn.script.reactions, (scn.id, move)
-            for mood in MOODS:
-                for revealed in (set(), every):
-                    lines = scn.script.reactions[move].for_mood(mood, revealed)
-                    assert len(set(lines)) >= 4, (scn.id, move, mood, sorted(revealed), lines)
+        for member in scn.members:  # in a scene, every person of the cast
+            for move in needed:
+                assert move in member.script.reactions, (scn.id, member.id, move)
+                for mood in MOODS:
+                    for revealed in (set(), every):
+                        lines = member.script.reactions[move].for_mood(mood, revealed)
+                        assert len(set(lines)) >= 4, (scn.id, member.id, move, mood, sorted(revealed), lines)
 
 
 def test_twenty_turn_conversation_rarely_repeats_a_line() -> None:

@@ -122,8 +122,10 @@ def preview_start(text: str, file_name: str, level: str, request: gr.Request) ->
                       title="No preview")
     voice = ctx().voice()
     conv = Conversation(scenario, level or "intermediate", voice, reader=ctx().reader(offline=voice.name == "offline"))
-    return ([{"role": "assistant", "content": conv.open()}], conv, engine_notice(voice, ctx().settings),
-            gr.update(interactive=True))
+    conv.open()
+    cast = render.CastView(scenario)
+    chat = [render.chat_bubble(t.speaker, t.text, t.who, cast) for t in conv.opening_turns()]
+    return chat, conv, engine_notice(voice, ctx().settings), gr.update(interactive=True)
 
 
 @action
@@ -134,9 +136,15 @@ def preview_send(message: str, chat: Messages, conv: Any, request: gr.Request) -
         raise Problem("Start the preview first.", title="No preview")
     if not (message or "").strip():
         raise Problem("Type a line first.", title="Nothing sent")
-    chat = [*(chat or []), {"role": "user", "content": message.strip()}, {"role": "assistant", "content": "…"}]
-    for text in conv.respond(message):
-        chat[-1] = {"role": "assistant", "content": text}
+    cast = render.CastView(conv.scenario)
+    chat = [*(chat or []), render.chat_bubble("learner", message.strip(), None, cast), {"role": "assistant", "content": "…"}]
+    first = len(chat) - 1
+    for spoken in conv.respond_scene(message):
+        bubble = render.chat_bubble("persona", spoken.text, spoken.who, cast)
+        if first + spoken.index < len(chat):
+            chat[first + spoken.index] = bubble
+        else:
+            chat.append(bubble)
         yield chat, "", preview_state(conv)
     yield chat, "", preview_state(conv)
 
@@ -148,13 +156,21 @@ ENDINGS = {"success": "the conversation reached a good close", "walkout": "{name
 def preview_state(conv: Any) -> str:
     """Where the previewed persona stands, in words: trust and mood, what they have told, how it ended."""
     st, scn = conv.state, conv.scenario
-    name = scn.persona.name
     facts = {f.id: f.fact for f in scn.hidden_facts}
-    told = "; ".join(f"“{facts.get(i, i)}”" for i in st.revealed_ids) or "nothing hidden yet"
     ended = ""
     if st.ended:
+        walked = next((t.who for t in reversed(conv.transcript.turns) if t.speaker == "persona"), None)
+        name = scn.member(walked).persona.name if walked else scn.persona.name
         ended = " · **ended:** " + ENDINGS.get(st.end_reason or "", st.end_reason or "").format(name=name)
-    return f"Trust {st.trust:.1f} of 5 ({st.mood}) · **{name} has told you:** {told}{ended}"
+    parts = []
+    for m in scn.members:
+        if m.id != conv.lead.id and m.id not in st.cast:
+            continue
+        mind = conv.mind(m.id)
+        own = [i for i in st.revealed_ids if any(f.id == i for f in m.hidden_facts)]
+        told = "; ".join(f"“{facts.get(i, i)}”" for i in own) or "nothing hidden yet"
+        parts.append(f"{m.persona.name}: trust {mind.trust:.1f} of 5 ({mind.mood}) · **has told you:** {told}")
+    return "\n\n".join(parts) + ended
 
 
 def build() -> dict[str, Any]:

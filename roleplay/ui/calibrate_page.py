@@ -73,7 +73,8 @@ def _anchor_outputs(username: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
             slots.append(gr.update(visible=False, value=None))
             levels.append(gr.update(visible=False, value=""))
     transcript = render.transcript_html(anchor.transcript.turns, learner="Manager",
-                                        persona=scn.persona.name if scn else "Persona")
+                                        persona=scn.persona.name if scn else "Persona",
+                                   cast=render.CastView(scn))
     return (anchor.id, header, transcript, *slots, gr.update(interactive=True)), tuple(levels)
 
 

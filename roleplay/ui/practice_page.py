@@ -22,7 +22,8 @@ from roleplay.notices import PRELIMINARY, NoticeService, learner_feedback
 from roleplay.practice import check_message, check_owner, engine_notice, start_practice
 from roleplay.programme import feedback_mode
 from roleplay.reader import MAX_TURN_CHARS
-from roleplay.scenario import LEVELS, SPRINTS
+from roleplay.scenario import LEVELS, SPRINTS, Scenario
+from roleplay.transcript import Turn
 from roleplay.ui import render
 from roleplay.ui.common import ctx, gate, handler, page_frame, require, store
 
@@ -104,8 +105,24 @@ def briefing_md(scenario_id: str | None, level: str | None = None) -> str:
         spec = s.levels.get(level)
         lvl = f"**Level:** {level} ({spec.resistance} resistance; up to {spec.max_turns} of your turns)\n\n"
     return (f"### {s.title}\n*Sprint: {sprint_label(s.sprint)}.* {s.summary}\n\n{lvl}"
-            f"**You are talking to:** {s.persona.name}, {s.persona.role}\n\n"
+            f"{_who_md(s)}\n\n"
             f"{s.briefing.strip()}\n\n**Your objectives**\n{objectives}")
+
+
+def _who_md(s: Scenario) -> str:
+    if not s.is_scene:
+        return f"**You are talking to:** {s.persona.name}, {s.persona.role}"
+    people = "\n".join(f"- **{m.persona.name}**, {m.persona.role}"
+                       + (f" (joins after your turn {m.joins_at_turn})" if m.joins_at_turn else "") for m in s.members)
+    return f"**In the meeting** (address someone by name, or speak to everyone):\n{people}"
+
+
+def _cast(scenario_id: str | None) -> render.CastView:
+    return render.CastView(ctx().catalog.scenarios.get(scenario_id or ""))
+
+
+def _bubble(turn: Turn, cast: render.CastView) -> dict[str, str]:
+    return render.chat_bubble(turn.speaker, turn.text, turn.who, cast)
 
 
 def level_hint(username: str) -> str:
@@ -141,7 +158,12 @@ def _status(run: Any) -> str:
                "learner": "you ended it"}.get(st.end_reason or "", st.end_reason)
         return (f"**The conversation has ended** ({why}) after {st.learner_turns} of your turns. "
                 "Press **End session & get feedback** to send it for grading." + tokens)
-    return f"Turn {st.learner_turns} of {run.conversation.level.max_turns}{tokens}"
+    airtime = ""
+    if st.meeting is not None and st.meeting.words:
+        cast = render.CastView(run.conversation.scenario)
+        airtime = " · airtime: " + ", ".join(f"{'you' if k == 'learner' else cast.name(k).split()[0]} {v:.0%}"
+                                             for k, v in sorted(st.meeting.airtime().items(), key=lambda kv: -kv[1]))
+    return f"Turn {st.learner_turns} of {run.conversation.level.max_turns}{airtime}{tokens}"
 
 
 def _session_choices(person: Any) -> list[tuple[str, str]]:
@@ -154,8 +176,8 @@ def _session_choices(person: Any) -> list[tuple[str, str]]:
 
 
 def _chat_of(sess: PracticeSession) -> Messages:
-    return [{"role": "user" if t.speaker == "learner" else "assistant", "content": render.chat_text(t.text)}
-            for t in sess.turns]
+    cast = _cast(sess.scenario_id)
+    return [_bubble(Turn.from_row(t), cast) for t in sess.turns]
 
 
 def _download_path(session_id: str) -> str:
@@ -163,7 +185,7 @@ def _download_path(session_id: str) -> str:
     scn = ctx().catalog.scenarios.get(scenario_id)
     persona = scn.persona.name if scn else "Persona"
     head = f"{scn.title if scn else scenario_id} ({transcript.level})\n\n"
-    text = head + transcript.to_text(learner="You", persona=persona) + "\n"
+    text = head + transcript.to_text(learner="You", persona=persona, names=render.CastView(scn).names()) + "\n"
     return str(ctx().downloads.write(f"transcript-{session_id}.txt", text))
 
 
@@ -209,7 +231,9 @@ def _review_html(session_id: str) -> str:
         return '<div class="rp-banner">This scenario is no longer in the library, so its feedback cannot be shown.</div>'
     body = (render.grade_html(seen.grade, ctx().catalog.rubric_for(scn))
             + "<h4>Your conversation (evidence highlighted)</h4>"
-            + render.transcript_html(transcript.turns, render.evidence_of(seen.grade), persona=scn.persona.name))
+            + render.transcript_html(transcript.turns, render.evidence_of(seen.grade), persona=scn.persona.name,
+                                     cast=render.CastView(scn))
+            + render.airtime_html(transcript.meeting, render.CastView(scn)))
     if seen.state == "preliminary":
         edited = (f" {render.esc(', '.join(seen.edited_by))} has already changed part of it."
                   if seen.edited_by else "")
@@ -291,7 +315,9 @@ def start(scenario_id: str | None, level: str, request: gr.Request) -> tuple[Any
                          model_name=app.settings.model, prices=(app.settings.price_input, app.settings.price_output),
                          reader=app.reader(offline=voice.name == "offline"))
     ctx().remember(run)
-    chat = [{"role": "assistant", "content": render.chat_text(run.open())}]
+    run.open()
+    cast = render.CastView(run.conversation.scenario)
+    chat = [_bubble(t, cast) for t in run.conversation.opening_turns()]
     live = gr.update(interactive=True)
     return (chat, run.session_id, engine_notice(voice, ctx().settings), _status(run), gr.update(interactive=True, value=""),
             live, live, "", gr.update(visible=False), gr.update(choices=_session_choices(person), value=run.session_id),
@@ -321,11 +347,17 @@ def send(message: str, chat: Messages, session_id: str | None, request: gr.Reque
     run = ctx().run(sess.id)
     said = sum(1 for t in sess.turns if t.speaker == "learner")
     line = message.strip()
+    cast = render.CastView(run.conversation.scenario)
     chat = [*(chat or []), {"role": "user", "content": render.chat_text(line)}, {"role": "assistant", "content": "…"}]
+    first = len(chat) - 1
     yield chat, "", _status(run), gr.update()
     try:
-        for text in run.respond(message):
-            chat[-1] = {"role": "assistant", "content": render.chat_text(text)}
+        for spoken in run.respond_scene(message):
+            bubble = _bubble(Turn(speaker="persona", text=spoken.text, who=spoken.who), cast)
+            if first + spoken.index < len(chat):
+                chat[first + spoken.index] = bubble
+            else:
+                chat.append(bubble)
             yield chat, "", _status(run), gr.update()
     except RoleplayError as exc:  # the stored session is the truth: show it, and give back a line it did not take
         warn(str(exc))

@@ -227,7 +227,8 @@ def _shared_html(svc: BuddyService, viewer: str, session_id: str) -> tuple[str, 
     view = svc.shared_session(viewer, session_id)
     scn = ctx().catalog.scenarios.get(view.session.scenario_id)
     transcript = render.transcript_html(view.turns, learner=view.session.learner,
-                                        persona=scn.persona.name if scn else "Persona")
+                                        persona=scn.persona.name if scn else "Persona",
+                                   cast=render.CastView(scn))
     notes = "\n".join(f"- **{r.author}**, {render.when(r.created_at)}: {r.note}" for r in view.reflections)
     return transcript, notes or "_No reflections yet._"
 

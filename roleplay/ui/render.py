@@ -59,7 +59,71 @@ CSS = """
                  font-weight: 700; margin: 10px 0;} .rp-certificate .rp-small {font-size: 0.85em; color: #475569;}
 .rp-verified {padding: 6px 10px; border-radius: 8px; font-weight: 600; font-family: sans-serif;}
 .rp-verified.ok {background: #dcfce7; color: #14532d;} .rp-verified.bad {background: #fee2e2; color: #7f1d1d;}
+.rp-speaker {display: flex; align-items: center; gap: 6px; font-size: 0.85em; margin-bottom: 2px;}
+.rp-speaker b {color: var(--rp-colour);} .rp-speaker small {opacity: 0.75;}
+.rp-avatar {display: inline-flex; width: 1.7em; height: 1.7em; border-radius: 999px; align-items: center;
+            justify-content: center; color: #fff; font-weight: 700; background: var(--rp-colour);}
+.rp-turn.persona[data-who] {border-left: 4px solid var(--rp-colour);}
+.rp-airtime {border-collapse: collapse; margin: 4px 0;} .rp-airtime td {padding: 2px 6px;}
+.rp-airtime .rp-bar {display: inline-block; height: 0.8em; border-radius: 3px; background: var(--rp-colour, #64748b);}
 """
+
+PALETTE = ("#b45309", "#7c3aed", "#0f766e", "#be123c")
+"""Name colours of a scene's cast members, in cast order, when the scenario gives none (readable on white)."""
+
+
+class CastView:
+    """How a scenario's personas are shown: name, role, colour and initial per cast id."""
+
+    def __init__(self, scenario: Any = None) -> None:
+        members = list(scenario.members) if scenario is not None else []
+        self.scene = bool(scenario is not None and scenario.is_scene)
+        self.lead = members[0].id if members else ""
+        self.people: dict[str, tuple[str, str, str]] = {
+            m.id: (m.persona.name, m.persona.role.split(";")[0].split(",")[0], m.colour or PALETTE[i % len(PALETTE)])
+            for i, m in enumerate(members)}
+
+    def name(self, who: str | None) -> str:
+        """The display name of a persona turn's speaker."""
+        return self.people.get(who or self.lead, ("Persona", "", ""))[0]
+
+    def names(self) -> dict[str, str]:
+        """Cast id -> name."""
+        return {k: v[0] for k, v in self.people.items()}
+
+    def header(self, who: str | None) -> str:
+        """The speaker line above a persona's message in a scene: avatar initial, name in colour, role."""
+        if not self.scene:
+            return ""
+        name, role, colour = self.people.get(who or self.lead, ("Persona", "", "#64748b"))
+        return (f'<span class="rp-speaker" style="--rp-colour:{esc(colour)}" data-who="{esc(who or self.lead)}">'
+                f'<span class="rp-avatar">{esc(name[:1])}</span><b>{esc(name)}</b><small>{esc(role)}</small></span>')
+
+    def colour(self, who: str | None) -> str:
+        """The colour of a cast member."""
+        return self.people.get(who or self.lead, ("", "", "#64748b"))[2]
+
+
+def chat_bubble(speaker: str, text: str, who: str | None, cast: CastView) -> dict[str, str]:
+    """A chat message for a turn: the learner's as typed, a persona's under its speaker line in a scene."""
+    if speaker == "learner":
+        return {"role": "user", "content": chat_text(text)}
+    return {"role": "assistant", "content": chat_text(text, cast.header(who))}
+
+
+def airtime_html(facts: Any, cast: CastView) -> str:
+    """A meeting's airtime as bars (learner and each persona) with the other facts counted, for facilitators."""
+    if facts is None:
+        return ""
+    rows = []
+    for who, share in sorted(facts.airtime().items(), key=lambda kv: -kv[1]):
+        name = "You (chair)" if who == "learner" else cast.name(who)
+        colour = "#4f46e5" if who == "learner" else cast.colour(who)
+        rows.append(f'<tr><td>{esc(name)}</td><td><span class="rp-bar" style="--rp-colour:{esc(colour)};'
+                    f'width:{max(2, int(share * 240))}px"></span> {share:.0%}</td></tr>')
+    notes = "".join(f"<li>{esc(line)}</li>" for line in facts.summary_lines(cast.names())[1:])
+    return (f'<div class="rp-meeting" id="meeting-facts"><h4>Meeting facts</h4>'
+            f'<table class="rp-airtime">{"".join(rows)}</table><ul>{notes}</ul></div>')
 
 
 def esc(text: Any) -> str:
@@ -99,14 +163,24 @@ def highlight(text: str, quotes: Iterable[str]) -> str:
 
 
 def transcript_html(turns: Sequence[Any], quotes: Iterable[str] = (), learner: str = "You",
-                    persona: str = "Persona") -> str:
-    """A transcript (turns with `.speaker` and `.text`) with evidence quotes marked in the learner's turns."""
+                    persona: str = "Persona", cast: CastView | None = None) -> str:
+    """A transcript (turns with `.speaker`, `.text` and `.who`) with evidence quotes marked in the learner's turns.
+
+    With a scene's `cast`, each persona turn shows its speaker's name and colour.
+    """
     quotes = list(quotes)
     rows = []
     for t in turns:
-        who = learner if t.speaker == "learner" else persona
+        speaker_id = getattr(t, "who", None)
+        if t.speaker == "learner":
+            who, attrs = learner, ""
+        elif cast is not None and cast.scene:
+            who = cast.name(speaker_id)
+            attrs = f' data-who="{esc(speaker_id or cast.lead)}" style="--rp-colour:{esc(cast.colour(speaker_id))}"'
+        else:
+            who, attrs = persona, ""
         body = highlight(t.text, quotes) if t.speaker == "learner" else esc(t.text)
-        rows.append(f'<div class="rp-turn {esc(t.speaker)}"><span class="rp-who">{esc(who)}</span>{body}</div>')
+        rows.append(f'<div class="rp-turn {esc(t.speaker)}"{attrs}><span class="rp-who">{esc(who)}</span>{body}</div>')
     if not rows:
         rows.append("<em>No turns yet.</em>")
     return f'<div class="rp-transcript">{"".join(rows)}</div>'
@@ -159,6 +233,9 @@ def grade_html(grade: Any, rubric: Any, ai_grade: Any = None, show_checks: bool 
     if getattr(grade, "flagged", None):
         out.append('<div class="rp-crit"><b>Seems to address the grader (graded as usual; check it):</b> '
                    + "; ".join(esc(f) for f in grade.flagged) + "</div>")
+    if getattr(grade, "fitted", None):
+        out.append('<div class="rp-crit rp-fitted"><b>Graded on a shortened prompt to fit the model\'s context:</b> '
+                   + esc(grade.fitted) + "</div>")
     out.append("</div>")
     return "".join(out)
 
@@ -217,12 +294,13 @@ def frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> Any:
     return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
-def chat_text(text: str) -> str:
+def chat_text(text: str, header: str = "") -> str:
     """A learner's or persona's line for the chat, shown as typed: `<b>` stays the four characters, never bold.
 
-    The chat renders its messages as HTML, so the text is escaped here (and the chat's Markdown is off).
+    The chat renders its messages as HTML, so the text is escaped here (and the chat's Markdown is off); `header` is
+    the speaker line of a scene (already HTML).
     """
-    return html.escape(str(text), quote=False)
+    return header + html.escape(str(text), quote=False)
 
 
 def notices_html(notices: Sequence[Any], titles: dict[str, str] | None = None) -> str:

@@ -69,7 +69,9 @@ def _view_outputs(review_id: int) -> tuple[Any, ...]:
     return (header,
             render.transcript_html(transcript.turns, render.evidence_of(view.current),
                                    learner=people.get(view.learner, view.learner),
-                                   persona=scn.persona.name if scn else "Persona"),
+                                   persona=scn.persona.name if scn else "Persona",
+                                   cast=render.CastView(scn))
+            + render.airtime_html(transcript.meeting, render.CastView(scn)),
             grade, render.history_md(view.history, names), view.version,
             gr.update(choices=[(c.name, c.id) for c in rubric.criteria], value=None, interactive=pending),
             gr.update(value=None), "", "", act, act, act, view.review_id)
