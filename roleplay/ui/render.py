@@ -63,7 +63,7 @@ CSS = """
 .rp-speaker b {color: var(--rp-colour);} .rp-speaker small {opacity: 0.75;}
 .rp-avatar {display: inline-flex; width: 1.7em; height: 1.7em; border-radius: 999px; align-items: center;
             justify-content: center; color: #fff; font-weight: 700; background: var(--rp-colour);}
-.rp-turn.persona[data-who] {border-left: 4px solid var(--rp-colour);}
+.rp-turn.persona[data-who] {border-left: 4px solid var(--rp-colour);} .rp-turn.persona[data-who] .rp-who {color: var(--rp-colour); opacity: 1;}
 .rp-airtime {border-collapse: collapse; margin: 4px 0;} .rp-airtime td {padding: 2px 6px;}
 .rp-airtime .rp-bar {display: inline-block; height: 0.8em; border-radius: 3px; background: var(--rp-colour, #64748b);}
 """
@@ -96,7 +96,8 @@ class CastView:
         if not self.scene:
             return ""
         name, role, colour = self.people.get(who or self.lead, ("Persona", "", "#64748b"))
-        return (f'<span class="rp-speaker" style="--rp-colour:{esc(colour)}" data-who="{esc(who or self.lead)}">'
+        # the chat's sanitizer keeps classes and styles, not data-* attributes: the cast id travels as a class
+        return (f'<span class="rp-speaker rp-who-{esc(who or self.lead)}" style="--rp-colour:{esc(colour)}">'
                 f'<span class="rp-avatar">{esc(name[:1])}</span><b>{esc(name)}</b><small>{esc(role)}</small></span>')
 
     def colour(self, who: str | None) -> str:
