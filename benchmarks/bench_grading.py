@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchlib import LEARNER_LINES, SectionResult, StubProcess, chat_model, long_scenario, median, ms, pct, verdict
+from benchlib import (
+    ENDPOINT_TIMEOUT,
+    LEARNER_LINES,
+    Endpoint,
+    SectionResult,
+    StubProcess,
+    chat_model,
+    long_scenario,
+    median,
+    ms,
+    one_line,
+    pct,
+    verdict,
+)
 
 EVIDENCE = LEARNER_LINES[2]  # a line every generated transcript contains, so quoted evidence always verifies
 BATCH_LATENCY = 0.200
@@ -63,8 +78,9 @@ def transcript(scenario: Any, lines: list[str], seed: int = 0) -> Any:
 
 
 def run_single(stub: StubProcess, quick: bool = False) -> SectionResult:
-    from roleplay.llm_judge import JudgeReply, LLMJudge, fence_transcript, render_rubric
     from benchlib import catalog
+
+    from roleplay.llm_judge import JudgeReply, LLMJudge, fence_transcript, render_rubric
     from roleplay.tokens import counter_for
 
     res = SectionResult("3", "Grading one 30-turn transcript (LLMJudge)")
@@ -125,8 +141,9 @@ def run_single(stub: StubProcess, quick: bool = False) -> SectionResult:
 
 
 def run_batch(stub: StubProcess, quick: bool = False) -> SectionResult:
-    from roleplay.llm_judge import JudgeReply, LLMJudge
     from benchlib import catalog
+
+    from roleplay.llm_judge import JudgeReply, LLMJudge
 
     res = SectionResult("4", "Batch grading with bounded concurrency")
     total = 100 if quick else 1000
@@ -197,4 +214,106 @@ def run_batch(stub: StubProcess, quick: bool = False) -> SectionResult:
              f"{BATCH_LATENCY / 50 * 1000:.1f} ms per grade, so the GIL caps throughput; "
              f"building JudgeReply's JSON Schema would add {ms(median(schema))} per call, which "
              f"OpenAIChatModel.structured() avoids by caching it per class")
+    return res
+
+
+# --- against a real endpoint (run.py --base-url) ------------------------------------------------------------------
+
+
+class _Refusals(logging.Handler):
+    """Collects what `roleplay.llm` logs when the endpoint refuses a structured-output mode."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.said: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "refuses" in message:
+            self.said.append(message)
+
+
+def _grade_in(endpoint: Endpoint, mode: str, job: tuple[Any, Any, Any], reps: int) -> dict[str, Any]:
+    """Grade `job` `reps` times in structured `mode` with a fresh client; what happened, never an exception."""
+    from roleplay.errors import RoleplayError
+    from roleplay.llm_judge import LLMJudge
+
+    model = endpoint.chat_model(structured_mode=mode, deadline=ENDPOINT_TIMEOUT)
+    judge = LLMJudge(model, model_name=endpoint.model, max_tokens=endpoint.max_grade_tokens)
+    refusals = _Refusals()
+    logger = logging.getLogger("roleplay.llm")
+    logger.addHandler(refusals)
+    walls: list[float] = []
+    grades: list[Any] = []
+    failure = ""
+    try:
+        for _ in range(reps):
+            t = time.perf_counter()
+            try:
+                grades.append(judge.grade(*job))
+            except RoleplayError as exc:
+                failure = one_line(exc)
+                break
+            walls.append(time.perf_counter() - t)
+    finally:
+        logger.removeHandler(refusals)
+        model.close()
+    used = model.structured_mode
+    return {"mode": mode, "used": used, "refused": used != mode, "said": refusals.said, "walls": walls,
+            "grades": grades, "failure": failure}
+
+
+def _mode_value(out: dict[str, Any]) -> tuple[str, str]:
+    """The table cell and status of one structured mode."""
+    walls, grades = out["walls"], out["grades"]
+    if out["refused"]:
+        status = next((m.group(1) for said in out["said"] if (m := re.search(r"\(HTTP (\d+)", said))), None)
+        served = (f"; graded in {out['used']}: {median(walls):.1f} s median of {len(walls)}" if walls else
+                  (f"; then failed: {out['failure'][:80]}" if out["failure"] else ""))
+        return f"refused{f' (HTTP {status})' if status else ''}{served}", "refused"
+    if not walls:
+        return f"failed: {out['failure'][:120]}", "failed"
+    calls = median([g.calls for g in grades])
+    value = f"{median(walls):.1f} s median of {len(walls)} ({calls:.0f} call{'s' if calls != 1 else ''} each)"
+    if out["failure"]:
+        return f"{value}; the next grade failed", "partly failed"
+    return value, "ok"
+
+
+def run_endpoint(endpoint: Endpoint, quick: bool = False) -> SectionResult:
+    """Section 3 against a real endpoint: one transcript graded by LLMJudge in each structured-output mode."""
+    from benchlib import catalog
+
+    from roleplay.llm import STRUCTURED_MODES
+    from roleplay.tokens import counter_for
+
+    res = SectionResult("3", f"Grading one transcript against {endpoint.base_url} (LLMJudge, per structured mode)")
+    turns = 10 if quick else 30
+    reps = 1 if quick else 3
+    cat = catalog()
+    scenario = cat.scenario("missed-deadlines")
+    rubric = cat.rubric_for(scenario)
+    tr = transcript(scenario, LEARNER_LINES[:turns])
+    modes = [endpoint.structured_mode] if endpoint.structured_mode else list(STRUCTURED_MODES)
+    counter = counter_for(endpoint.model)
+    res.line(f"transcript: {len(tr.turns)} turns ({len(tr.learner_turns)} learner, ~{counter.count(tr.to_text())} "
+             f"tokens), rubric '{rubric.id}' with {len(rubric.criteria)} criteria; {reps} grade(s) per mode, each "
+             f"with a fresh client so one mode's refusal does not steer the next; temperature 0, max_tokens "
+             f"{endpoint.max_grade_tokens}; one grade call may take {ENDPOINT_TIMEOUT:.0f} s in all")
+    for mode in modes:
+        out = _grade_in(endpoint, mode, (tr, rubric, scenario), reps)
+        value, status = _mode_value(out)
+        res.row(f"grade latency, structured mode {mode}", value, "", status)
+        for said in out["said"][:2]:
+            res.line(f"{mode}: {said[:300]}")
+        for grade, wall in zip(out["grades"], out["walls"]):
+            supported = sum(1 for c in grade.criteria if c.supported)
+            rate = (f", {grade.completion_tokens / wall:.1f} completion tokens/s overall"
+                    if grade.completion_tokens else "")
+            res.line(f"{mode}: {wall:.1f} s in mode {grade.structured_mode}, {grade.calls} call(s), "
+                     f"{grade.prompt_tokens} prompt + {grade.completion_tokens} completion tokens{rate}; "
+                     f"overall {grade.overall:.2f}, {supported} of {len(grade.criteria)} criteria with "
+                     f"verified evidence")
+        if out["failure"]:
+            res.line(f"{mode}: {out['failure']}")
     return res

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import math
 import time
 from typing import Any
 
 from benchlib import (
     LEARNER_LINES,
     PERSONA_REPLY,
+    Endpoint,
     SectionResult,
     Snapshot,
     StubProcess,
@@ -17,6 +19,7 @@ from benchlib import (
     long_scenario,
     median,
     ms,
+    one_line,
     pct,
     raw_client,
     verdict,
@@ -110,6 +113,7 @@ def _tests_stub_comparison(res: SectionResult, lean: StubProcess, reps: int) -> 
 
 def run(stub: StubProcess, quick: bool = False, profile: bool = False) -> SectionResult:
     from benchlib import catalog
+
     from roleplay.persona import Directive
     from roleplay.voices import detect_break
 
@@ -231,9 +235,9 @@ def _store_cost(scenario: Any, stub: StubProcess, reps: int) -> str:
     from pathlib import Path
 
     from roleplay.llm import GenerationSettings
-    from roleplay.voices import LLMVoice
     from roleplay.practice import start_practice
     from roleplay.store import Store
+    from roleplay.voices import LLMVoice
 
     store = Store(f"sqlite:///{Path(os.environ['ROLEPLAY_DATA_DIR']) / 'persona-bench.db'}")
     timed = TimedModel(chat_model(stub.base_url))
@@ -317,3 +321,217 @@ def _profile(conv: Any, timed: TimedModel, snap_turn: int) -> None:
           f"only the engine's own work shows ({(time.perf_counter() - t0) / turns * 1000:.2f} ms per turn under the "
           f"profiler) ---")
     print(out.getvalue())
+
+
+# --- against a real endpoint (run.py --base-url) ------------------------------------------------------------------
+
+ENDPOINT_REPLY_TOKENS = 96
+"""max_tokens of a persona reply against a real endpoint: room for the two to four sentences a persona says."""
+ENDPOINT_SEED = 7
+
+
+class _Recorder(TimedModel):
+    """A TimedModel that also keeps each request and stream of a turn (for its usage) and counts the deltas."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.sent: list[list[dict[str, str]]] = []
+        self.streams: list[Any] = []
+        self.deltas = 0
+        self.last_delta_at: float | None = None
+
+    def stream(self, messages: Any, gen: Any = None) -> Any:
+        self.calls += 1
+        self.last_messages = [dict(m) for m in messages]
+        self.sent.append(self.last_messages)
+        t = time.perf_counter()
+        inner = self.inner.stream(messages, gen)
+        self.inside += time.perf_counter() - t
+        self.streams.append(inner)
+        return self._counted(inner)
+
+    def _counted(self, inner: Any) -> Any:
+        for delta in self._iterate(inner):
+            self.deltas += 1
+            self.last_delta_at = time.perf_counter()
+            yield delta
+
+    def completion_tokens(self) -> int:
+        """Tokens of this turn's replies: the server's usage where it reported one, else the deltas counted."""
+        reported = [s.completion_tokens for s in self.streams]
+        if reported and all(n is not None for n in reported):
+            return sum(reported)
+        return self.deltas
+
+
+def _endpoint_engine_turn(conv: Any, model: _Recorder, line: str) -> dict[str, Any]:
+    """One learner turn through the engine against the endpoint: times, tokens and the reply."""
+    model.reset()
+    reply = ""
+    shown_at: float | None = None
+    t0 = time.perf_counter()
+    for reply in conv.respond(line):
+        if shown_at is None and reply:
+            shown_at = time.perf_counter()
+    end = time.perf_counter()
+    first = model.first_delta_at
+    last = model.last_delta_at or end
+    return {"wall": end - t0, "own": end - t0 - model.inside, "calls": model.calls, "reply": reply.strip(),
+            "first": None if first is None else first - t0, "shown": None if shown_at is None else shown_at - t0,
+            "tokens": model.completion_tokens(), "generating": None if first is None else last - first}
+
+
+def _endpoint_raw_turn(client: Any, endpoint: Endpoint, messages: list[dict[str, str]], gen: Any,
+                       usage: bool) -> dict[str, Any]:
+    """The same request with the raw openai SDK: streamed with the engine's parameters, every chunk consumed."""
+    params: dict[str, Any] = {"temperature": gen.temperature, "max_tokens": gen.max_tokens, "seed": gen.seed}
+    if usage:
+        params["stream_options"] = {"include_usage": True}
+    parts: list[str] = []
+    first: float | None = None
+    last: float | None = None
+    tokens: int | None = None
+    t0 = time.perf_counter()
+    stream = client.chat.completions.create(model=endpoint.model, messages=messages, stream=True, **params)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            last = time.perf_counter()
+            if first is None:
+                first = last
+            parts.append(chunk.choices[0].delta.content)
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+    stream.close()
+    end = time.perf_counter()
+    return {"wall": end - t0, "first": None if first is None else first - t0, "reply": "".join(parts).strip(),
+            "tokens": tokens if tokens is not None else len(parts),
+            "generating": None if first is None else (last or end) - first}
+
+
+def _rate(turns: list[dict[str, Any]]) -> float:
+    """Median tokens per second from the first delta to the last, over single-call turns of more than one token."""
+    rates = [(t["tokens"] - 1) / t["generating"] for t in turns
+             if t["generating"] and t["tokens"] > 1 and t.get("calls", 1) == 1]
+    return median(rates) if rates else float("nan")
+
+
+def _med(turns: list[dict[str, Any]], key: str) -> float:
+    values = [t[key] for t in turns if t[key] is not None]
+    return median(values) if values else float("nan")
+
+
+def _secs(value: float) -> str:
+    return "n/a" if math.isnan(value) else (f"{value:.2f} s" if value >= 1 else ms(value, 0))
+
+
+def run_endpoint(endpoint: Endpoint, quick: bool = False) -> SectionResult:
+    """Section 1 against a real endpoint: an engine turn vs the same request with the raw SDK, first token, tokens/s."""
+    import openai
+    from benchlib import catalog
+
+    from roleplay.errors import RoleplayError
+    from roleplay.llm import GenerationSettings
+    from roleplay.persona import Conversation, OfflineVoice
+    from roleplay.voices import LLMVoice
+
+    res = SectionResult("1", f"Persona turn against {endpoint.base_url}: engine vs raw openai SDK (streaming)")
+    reps = 2 if quick else 5
+    scenario = long_scenario(catalog().scenario("missed-deadlines"))
+    gen = GenerationSettings(temperature=0.0, max_tokens=ENDPOINT_REPLY_TOKENS, seed=ENDPOINT_SEED)
+    model = endpoint.chat_model()
+    timed = _Recorder(model)
+    client = endpoint.raw_client()
+    voice = LLMVoice(timed, gen)
+    conv = Conversation(scenario, "intermediate", voice, seed=7)
+    conv.open()
+    res.line(f"model {endpoint.model!r}; temperature 0, seed {ENDPOINT_SEED}, max_tokens {ENDPOINT_REPLY_TOKENS} for "
+             f"both arms; {reps} repetitions per checkpoint of engine and raw SDK, alternating which goes first; the "
+             f"history before each checkpoint is played with the offline voice (same request size, no model calls)")
+
+    summary: dict[int, dict[str, Any]] = {}
+    errors: list[str] = []
+    played = 0
+    for k in CHECKPOINTS:
+        conv.voice = OfflineVoice()
+        while played < k - 1:
+            conv.say(LEARNER_LINES[played])
+            played += 1
+        conv.voice = voice
+        snap = Snapshot(conv)
+        line = LEARNER_LINES[k - 1]
+        eng: list[dict[str, Any]] = []
+        raw: list[dict[str, Any]] = []
+        messages: list[dict[str, str]] | None = None
+        for i in range(reps + 1):  # the first pair warms the connection and the server's prompt cache
+            order = ("engine", "raw") if i % 2 else ("raw", "engine")
+            if messages is None:
+                order = ("engine", "raw")
+            for arm in order:
+                try:
+                    if arm == "engine":
+                        snap.restore(conv)
+                        out = _endpoint_engine_turn(conv, timed, line)
+                        if messages is None and timed.sent:
+                            messages = timed.sent[0]  # the first request, before any regeneration
+                        if i:
+                            eng.append(out)
+                    elif messages is not None:
+                        out = _endpoint_raw_turn(client, endpoint, messages, gen, model.stream_usage)
+                        if i:
+                            raw.append(out)
+                except (RoleplayError, openai.OpenAIError) as exc:
+                    errors.append(f"turn {k} {arm}: {one_line(exc)}")
+        snap.restore(conv)
+        if not eng or not raw:
+            summary[k] = {}
+            res.line(f"turn {k:>2}: no complete pair of turns ({len(eng)} engine, {len(raw)} raw)")
+            if not eng and not raw:
+                res.line("every request at this checkpoint failed; the later checkpoints are skipped")
+                summary.update({later: {} for later in CHECKPOINTS if later > k})
+                break
+            continue
+        same = sum(1 for e, r in zip(eng, raw) if e["reply"] == r["reply"])
+        calls = sum(e["calls"] for e in eng)
+        summary[k] = {"engine": _med(eng, "wall"), "raw": _med(raw, "wall"), "eng": eng, "raws": raw,
+                      "first_raw": _med(raw, "first"), "first_eng": _med(eng, "first"), "shown": _med(eng, "shown")}
+        summary[k]["ratio"] = summary[k]["engine"] / summary[k]["raw"]
+        res.line(f"turn {k:>2}: request of {len(messages or [])} messages, ~{conv.counter.count_messages(messages or [])} "
+                 f"prompt tokens; engine {_secs(summary[k]['engine'])} vs raw {_secs(summary[k]['raw'])} median "
+                 f"({summary[k]['ratio']:.2f}x); first token raw {_secs(summary[k]['first_raw'])}, engine "
+                 f"{_secs(summary[k]['first_eng'])}, shown to the learner {_secs(summary[k]['shown'])}; engine work "
+                 f"outside the model stream {ms(_med(eng, 'own'), 1)}; {calls} model calls for {len(eng)} turns "
+                 f"(more than one: the guard regenerated a reply); reply tokens {_med(eng, 'tokens'):.0f} engine / "
+                 f"{_med(raw, 'tokens'):.0f} raw; same text in {same} of {min(len(eng), len(raw))} pairs")
+        res.line(f"turn {k:>2} reply: {eng[-1]['reply'][:100]!r}")
+    distinct = {err: errors.count(err) for err in errors}
+    for err, times in list(distinct.items())[:5]:
+        res.line(f"error{f' ({times}x)' if times > 1 else ''}: {err}")
+    if len(distinct) > 5:
+        res.line(f"... {len(distinct) - 5} more distinct errors")
+    client.close()
+    model.close()
+
+    done = [k for k in CHECKPOINTS if summary[k]]
+    label = " / ".join(str(k) for k in done)
+    if not done:
+        res.row("engine turn vs raw SDK against the endpoint", "failed: " + (errors[0] if errors else "no turns"),
+                "", "failed")
+        return res
+
+    def vals(key: str, fmt: Any) -> str:
+        return " / ".join(fmt(summary[k][key]) for k in done)
+
+    every_eng = [t for k in done for t in summary[k]["eng"]]
+    every_raw = [t for k in done for t in summary[k]["raws"]]
+    worst = max(summary[k]["ratio"] for k in done)
+    res.row(f"endpoint turn, engine vs raw SDK, median (turn {label})",
+            " / ".join(f"{_secs(summary[k]['engine'])} vs {_secs(summary[k]['raw'])}" for k in done))
+    res.row(f"ratio engine / raw, endpoint (turn {label})", vals("ratio", lambda x: f"{x:.2f}x"),
+            f"<= {RATIO_GOAL:.2f}x", verdict(worst <= RATIO_GOAL))
+    res.row(f"first token, raw SDK vs engine, endpoint (turn {label})",
+            " / ".join(f"{_secs(summary[k]['first_raw'])} vs {_secs(summary[k]['first_eng'])}" for k in done))
+    res.row(f"first text shown to the learner, endpoint (turn {label}; the guard holds text back)",
+            vals("shown", _secs))
+    res.row("tokens/s while generating, raw SDK vs engine, endpoint",
+            f"{_rate(every_raw):.1f} vs {_rate(every_eng):.1f}")
+    return res

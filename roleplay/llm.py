@@ -9,6 +9,7 @@ check.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import logging
@@ -498,8 +499,17 @@ class OpenAIChatModel(RetryingCalls, ChatModel):
         for start in range(0, len(texts), EMBED_BATCH):
             batch = list(texts[start:start + EMBED_BATCH])
             vectors.extend(self._with_retries(f"embedding request to model {self.embedding_model!r}",
-                                              lambda batch=batch: self._embed_batch(batch, limits), limits=limits))
+                                              lambda batch=batch: self._embed_batch(batch, limits), limits=limits,
+                                              classify=self._embedding_failure))
         return vectors
+
+    def _embedding_failure(self, exc: BaseException) -> Failure | None:
+        """As `_classify`, naming the embeddings model's setting where a model name is at fault."""
+        failure = self._classify(exc)
+        if failure is not None and f"ROLEPLAY_MODEL={self.model!r}" in failure.hint:
+            return dataclasses.replace(failure, hint=failure.hint.replace(
+                f"ROLEPLAY_MODEL={self.model!r}", f"ROLEPLAY_EMBEDDING_MODEL={self.embedding_model!r}"))
+        return failure
 
     def list_models(self) -> list[str]:
         """Return the model names the endpoint offers (a cheap reachability and key check).

@@ -38,9 +38,10 @@ class RetryingCalls:
         hint = failure.hint + note if failure.status == 400 and note else failure.hint
         return ProviderError(f"{what} failed after {tries}: {hint}", attempts=attempts, status=failure.status)
 
-    def _retrying(self, what: str, limits: CallLimits) -> Retrying:
+    def _retrying(self, what: str, limits: CallLimits,
+                  classify: Callable[[BaseException], Failure | None] | None = None) -> Retrying:
         """The retry loop of one call; with a deadline, no wait between attempts runs past it."""
-        loop = retrying(what, self._classify, self.retry)
+        loop = retrying(what, classify or self._classify, self.retry)
         if limits.deadline_at is None:
             return loop
         wait = loop.wait
@@ -50,11 +51,12 @@ class RetryingCalls:
 
         return loop.copy(wait=capped)
 
-    def _with_retries(self, what: str, call: Callable[[], T], *, note: str = "",
-                      limits: CallLimits | None = None) -> T:
+    def _with_retries(self, what: str, call: Callable[[], T], *, note: str = "", limits: CallLimits | None = None,
+                      classify: Callable[[BaseException], Failure | None] | None = None) -> T:
         started = time.perf_counter()
         limits = limits or CallLimits.start(self.deadline, None)
-        loop = self._retrying(what, limits)
+        classify = classify or self._classify
+        loop = self._retrying(what, limits, classify)
         sent = [0]
 
         def counted() -> T:
@@ -66,7 +68,7 @@ class RetryingCalls:
             try:
                 result = loop(counted)
             except Exception as exc:
-                final = give_up(exc, self._classify, loop)
+                final = give_up(exc, classify, loop)
                 if final is exc:
                     raise
                 raise final from exc
