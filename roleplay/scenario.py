@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, ValidatorFunctionWrapHandler, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
 
 from roleplay.moves import Move
 from roleplay.yamlsource import PathKey, Problem, format_field, json_schema, load_checked
@@ -260,6 +262,11 @@ class MeetingRules(_Model):
     max_replies: int = Field(default=2, ge=1, le=4, description="Persona turns at most after one learner turn.")
 
 
+_ONE_PERSON = ("persona", "opening_line", "script")
+_EMPTY = object()
+"""Stands for a one-person field written with an empty value (not left out)."""
+
+
 class Scenario(_Model):
     """A practice scenario authored by a learning designer: one persona, or a cast of 2 to 4 in one scene."""
 
@@ -271,18 +278,21 @@ class Scenario(_Model):
     language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="ISO 639-1 code of the language the conversation is held in.")
     briefing: str = Field(min_length=1, description="What the learner knows before starting.")
     objectives: list[str] = Field(min_length=1, description="What the learner should achieve in the conversation.")
-    persona: Persona = Field(default=None, description="The AI persona the learner talks to (a one-person scenario; "  # type: ignore[assignment]
-                             "with a cast, the first member).")
-    others: list[OtherPerson] = Field(default_factory=list, description="Other people mentioned but not voiced.")
     cast: list[CastMember] = Field(default_factory=list, description="A scene with 2 to 4 personas, each with their "
                                    "own card, hidden facts, trust and lines (instead of persona, hidden_facts, script and opening_line).")
+    persona: Persona = Field(default=None, validate_default=True,  # type: ignore[assignment]
+                             description="The AI persona the learner talks to (a one-person scenario; with a cast, the "
+                                         "first member).")
+    others: list[OtherPerson] = Field(default_factory=list, description="Other people mentioned but not voiced.")
     meeting: MeetingRules = Field(default_factory=MeetingRules, description="How a scene with a cast runs.")
-    opening_line: str = Field(default=None, description="The persona's first line (with a cast: the first member's).")  # type: ignore[assignment]
+    opening_line: str = Field(default=None, validate_default=True,  # type: ignore[assignment]
+                              description="The persona's first line (with a cast: the first member's).")
     hidden_facts: list[HiddenFact] = Field(default_factory=list, description="Facts revealed only when earned "
                                            "(with a cast: every member's, filled in from the cast).")
     levels: Levels = Field(description="Difficulty levels: novice, intermediate and expert.")
     end: EndConditions = Field(description="How the conversation ends.")
-    script: OfflineScript = Field(default=None, description="Lines for the offline engine (with a cast: the first member's).")  # type: ignore[assignment]
+    script: OfflineScript = Field(default=None, validate_default=True,  # type: ignore[assignment]
+                                  description="Lines for the offline engine (with a cast: the first member's).")
     model_lines: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Better-alternative lines per rubric criterion id, specific to this scenario.",
@@ -293,6 +303,24 @@ class Scenario(_Model):
         description="When the learner sees the AI feedback: 'immediate' (at once, marked preliminary until a "
                     "facilitator approves it) or 'after_review' (only once approved); the programme's setting when unset.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mark_empty(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(data.get(k, ...) is None for k in _ONE_PERSON):
+            data = {k: (_EMPTY if k in _ONE_PERSON and v is None else v) for k, v in data.items()}
+        return data
+
+    @field_validator("persona", "opening_line", "script", mode="wrap")
+    @classmethod
+    def _needed_without_cast(cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> object:
+        if value is _EMPTY:
+            return handler(None)  # written but empty: the usual "got nothing" message
+        if value is not None:
+            return handler(value)
+        if info.data.get("cast") == []:
+            raise PydanticCustomError("missing", "Field required")  # a one-person scenario needs it
+        return None  # filled in from the cast
 
     @model_validator(mode="after")
     def _one_or_cast(self) -> Scenario:
@@ -312,9 +340,6 @@ class Scenario(_Model):
             if "hidden_facts" not in self.model_fields_set:
                 object.__setattr__(self, "hidden_facts", [f for m in self.cast for f in m.hidden_facts])
             return self
-        missing = [name for name in ("persona", "opening_line", "script") if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"give {', '.join(missing)} (a one-person scenario), or a `cast` of 2 to 4 people")
         return self
 
     @cached_property
