@@ -123,11 +123,14 @@ def hear(scenario: Scenario, facts: MeetingFacts, reading: Reading, turn: int) -
         if i.turn == turn - 1 and not i.handled:
             cut_off = scenario.member(i.cut_off)
             i.handled = (target is not None and target.id == i.cut_off) or _names(low, cut_off)
-    if "next_step" in reading.moves:
+    if reading.has("next_step", "directive", "advice"):
         owners = [m.id for m in scenario.members if _names(low, m)]
         if re.search(r"\b(?:i(?:'ll| will)|i'm going to|me)\b", low) and not owners:
             owners = [LEARNER]
-        facts.decisions.append(Decision(turn=turn, text=reading.text, owners=owners))
+        # an action put to the meeting has someone or a time against it ("Priya sends the plan by Wednesday");
+        # framing ("we have thirty minutes and one decision to make") is not one
+        if _WHEN.search(low) or (owners and "next_step" in reading.moves):
+            facts.decisions.append(Decision(turn=turn, text=reading.text, owners=owners))
 
 
 def spoke(facts: MeetingFacts, who: str, text: str, turn: int, role: str, cut_off: str | None = None) -> None:
@@ -141,6 +144,11 @@ def spoke(facts: MeetingFacts, who: str, text: str, turn: int, role: str, cut_of
 def _count(facts: MeetingFacts, who: str, text: str) -> None:
     facts.words[who] = facts.words.get(who, 0) + len(text.split())
     facts.spoke[who] = facts.spoke.get(who, 0) + 1
+
+
+_WHEN = re.compile(r"\b(?:by|before|on|until|next|this|end of)\s+(?:the\s+)?(?:monday|tuesday|wednesday|thursday|friday|"
+                   r"saturday|sunday|week|month|tomorrow|today|tonight|morning|afternoon|evening|\d)|\btomorrow\b|"
+                   r"\bby\s+(?:noon|midday|lunch|close of play|eod|cob)\b")
 
 
 def _names(low: str, member: CastMember) -> bool:

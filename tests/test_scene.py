@@ -292,3 +292,15 @@ def test_the_llm_judge_is_told_the_meeting_facts_and_who_spoke(scene: Scenario) 
     assert "Airtime (share of words): Gareth Lewis (gareth) 87%" in user
     assert "Asked by name: Gareth Lewis (gareth) 3" in user
     assert "P (gareth): Let's get on with it." in user
+
+
+def test_actions_with_an_owner_or_a_time_are_counted_and_framing_is_not(scene: Scenario) -> None:
+    conv = Conversation(scene, "novice", seed=10)
+    conv.open()
+    conv.say("Thanks for coming. We have forty-five minutes and one decision to prepare for Friday's board.")
+    conv.say("So let's agree: Priya sends the cover plan by Wednesday and Gareth checks it by Thursday noon.")
+    facts = conv.state.meeting
+    assert facts is not None
+    assert [d.turn for d in facts.decisions] == [2]
+    assert set(facts.decisions[0].owners) == {"priya", "gareth"}
+    assert facts.answer("owners_named") == "yes"
