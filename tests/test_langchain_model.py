@@ -85,7 +85,7 @@ def client(request: pytest.FixtureRequest) -> Client:
         return Client("openai", request.getfixturevalue("stub_llm"), _openai, "max_tokens", 503, "json_schema")
     if request.param == "langchain-openai":
         return Client("langchain-openai", request.getfixturevalue("stub_llm"), _langchain("openai:persona-model"),
-                      "max_completion_tokens", 503, "json_schema")
+                      "max_tokens", 503, "json_schema")  # (also as max_completion_tokens, which OpenAI reads)
     return Client("langchain-anthropic", request.getfixturevalue("stub_anthropic"),
                   _langchain("anthropic:claude-test"), "max_tokens", 529, "tool_calling")
 
@@ -235,6 +235,19 @@ def test_max_tokens_reaches_the_request_body(client: Client) -> None:
     model.chat(USER)
     model.structured(USER, Verdict)
     assert [r[client.max_tokens_key] for r in client.stub.chat_requests()] == [50, 77, 300]
+
+
+def test_an_openai_compatible_server_refusing_json_schema_with_a_500_gets_prompt_json(stub_llm: Any) -> None:
+    from stub_openai import Status
+
+    stub_llm.queue(Status(500, message="1 validation error: response_format.type Input should be 'text' or "
+                                       "'json_object'"), '{"score": 3, "reason": "fine"}')
+    model = LangChainChatModel(model="openai:persona-model", base_url=stub_llm.base_url, api_key="k", timeout=2.0,
+                               max_retries=2, backoff_base=0.001)
+    _open.append(model)
+    reply = model.structured(USER, Verdict)
+    assert reply.parsed == Verdict(score=3, reason="fine") and reply.mode == "prompt"
+    assert len(stub_llm.chat_requests()) == 2  # the refusal is not retried as a server fault
 
 
 # -- the adapter in the app --------------------------------------------------------------------------------------
