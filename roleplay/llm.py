@@ -629,9 +629,10 @@ class OpenAIChatModel(RetryingCalls, ChatModel):
         except openai.APIStatusError as exc:
             self._raise_if_too_long(exc, body)
             raise
-        finished = False
+        finished, seen = False, 0
         try:
             for chunk in chunks:
+                seen += 1
                 choices = chunk.choices
                 if choices:
                     choice = choices[0]
@@ -648,6 +649,10 @@ class OpenAIChatModel(RetryingCalls, ChatModel):
                     out.model = chunk.model
         finally:
             chunks.close()
+        if not finished and not seen and self.context_window is None:
+            # llama.cpp's server answers a prompt longer than its context with an empty stream, not an error
+            raise _Truncated("the stream ended before any reply; a server may do this when the prompt is longer than "
+                             "its context window: set ROLEPLAY_CONTEXT_WINDOW to the server's context size")
         if not finished:
             raise _Truncated("the stream ended without a finish reason")
 

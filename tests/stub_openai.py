@@ -79,7 +79,13 @@ class Truncated:
     clean: bool = False
 
 
-Entry = Union[str, dict, list, BaseModel, Status, Delay, Malformed, Truncated, Callable[[dict], Any]]
+@dataclass(frozen=True)
+class EmptyStream:
+    """Answer a streamed request 200 with no events at all (llama.cpp's server does this to a prompt longer than its
+    context)."""
+
+
+Entry = Union[str, dict, list, BaseModel, Status, Delay, Malformed, Truncated, EmptyStream, Callable[[dict], Any]]
 FAULTS = (Status, Delay, Malformed, Truncated)
 
 
@@ -303,6 +309,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         stream = bool(body.get("stream"))
         model = body.get("model") or MODEL
+        if isinstance(entry, EmptyStream) and stream:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            return
         if isinstance(entry, Truncated):
             if stream:
                 self._stream(body, model, words(entry.text)[: entry.after], truncated=True, clean=entry.clean)

@@ -278,3 +278,14 @@ def test_the_persona_request_fits_the_window(stub_llm: StubOpenAI, monkeypatch: 
     for request in requests:
         assert request["stream"] and request["max_tokens"] == 200
         assert sent_tokens(request) <= 1536 - 200
+
+
+def test_an_empty_stream_says_the_prompt_may_be_longer_than_the_servers_context(stub_llm: StubOpenAI) -> None:
+    from stub_openai import EmptyStream
+
+    stub_llm.queue(EmptyStream(), EmptyStream())
+    model = OpenAIChatModel(model="m", base_url=stub_llm.base_url, api_key="k", timeout=2.0, max_retries=1,
+                            backoff_base=0.001)
+    with pytest.raises(ProviderError) as caught:
+        "".join(model.stream([{"role": "user", "content": "hello"}]))
+    assert "ROLEPLAY_CONTEXT_WINDOW" in str(caught.value) and "\n" not in str(caught.value)
