@@ -110,7 +110,7 @@ def test_a_failed_turn_gives_the_line_back_and_shows_the_stored_conversation(peo
         raise ProviderError("the model did not answer in time; try again")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(run, "respond", broken)
+    monkeypatch.setattr(run, "respond_scene", broken)
     steps, toasts = warned(lambda: list(practice_page.send(GOOD_LINES[1], chat, session_id, Req("ana"))))
     assert toasts == ["The model did not answer in time; try again"]
     chat_after, box = steps[-1][0], steps[-1][1]
