@@ -6,9 +6,9 @@
     python benchmarks/run.py --only persona --profile   # plus a cProfile of the engine's per-turn path
     python benchmarks/run.py --base-url http://127.0.0.1:8080/v1 --model local   # persona + grading on that endpoint
 
-Sections: persona (1), streaming (2), grading (3), batch (4), sessions (5), offline (6), reader (7), login (8). All traffic stays on
-127.0.0.1 unless --base-url names another endpoint (then only the persona and grading sections go there); all data
-goes to a temp dir that is removed at the end; only benchmarks/results.md is written.
+Sections: persona (1), streaming (2), grading (3), batch (4), sessions (5), offline (6), reader (7), login (8), scene (9),
+reads (10). All traffic stays on 127.0.0.1 unless --base-url names another endpoint (then only the persona and grading
+sections go there); all data goes to a temp dir that is removed at the end; only benchmarks/results.md is written.
 See benchmarks/README.md for what each figure means.
 """
 
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from benchlib import BENCH_DIR, Endpoint, SectionResult, StubProcess, isolate, machine
 
-SECTIONS = ("persona", "streaming", "grading", "batch", "sessions", "offline", "reader", "login", "scene")
+SECTIONS = ("persona", "streaming", "grading", "batch", "sessions", "offline", "reader", "login", "scene", "reads")
 NUMBER = {name: str(i) for i, name in enumerate(SECTIONS, 1)}
 ENDPOINT_SECTIONS = ("persona", "grading")
 """The sections that run against --base-url; the others keep measuring against the stub."""
@@ -191,6 +191,10 @@ def _run_section(name: str, stub: StubProcess | None, args: argparse.Namespace,
         import bench_login
 
         return bench_login.run(quick=args.quick)
+    if name == "reads":
+        import bench_reads
+
+        return bench_reads.run(quick=args.quick)
     import bench_offline
 
     return bench_offline.run(quick=args.quick)

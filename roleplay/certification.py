@@ -421,6 +421,14 @@ class CertificationService:
                              level=enrolment.level, score=enrolment.score,  # type: ignore[arg-type]
                              choose=self.programme.choose, sprints=sprints, next_step=self._next_step(sprints))
 
+    def awaiting_sign_off(self) -> list[str]:
+        """Learners with a chosen sprint not yet certified, by username, in one statement (`status` says if ready)."""
+        with self.store.session() as db:
+            return list(db.scalars(select(Person.username).join(CertificationRow, CertificationRow.person_id == Person.id)
+                                   .where(Person.role == Role.LEARNER,
+                                          CertificationRow.status == CertificationStatus.IN_PROGRESS)
+                                   .distinct().order_by(Person.username)))
+
     def _next_step(self, sprints: list[SprintStatus]) -> str:
         if not sprints:
             return f"choose {self.programme.choose} sprints"

@@ -247,14 +247,19 @@ def review() -> None:
 
 @review.command("list")
 @click.option("--status", type=click.Choice(["pending", "approved", "rejected", "all"]), default="pending", show_default=True)
-def review_list(status: str) -> None:
-    """List reviews."""
-    views = app_context().reviews.queue(None if status == "all" else status)
-    if not views:
-        click.echo(f"no {status} reviews")
-    for v in views:
+@click.option("--learner", default=None, help="Only this learner's reviews.")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True, help="Page number, 1 = newest.")
+@click.option("--size", type=click.IntRange(1, 500), default=50, show_default=True, help="Reviews per page.")
+def review_list(status: str, learner: str | None, page: int, size: int) -> None:
+    """List reviews, newest first, a page at a time."""
+    listed = app_context().reviews.page(None if status == "all" else status, learner=learner, page=page, size=size)
+    if not listed.rows:
+        click.echo(listed.showing())
+        return
+    for v in listed.rows:
         click.echo(f"{v.review_id:5}  {v.status:9} {v.learner:14} {v.scenario_id:22} {v.level:12} "
-                   f"{v.current.overall:.2f} {'pass' if v.current.passed else 'not yet'}")
+                   f"{v.overall:.2f} {'pass' if v.passed else 'not yet'}")
+    click.echo(listed.showing() + (f"; older: --page {page + 1}" if listed.last < listed.total else ""), err=True)
 
 
 @review.command("show")

@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -157,6 +157,11 @@ class ReviewRow(Base):
     """
 
     __tablename__ = "reviews"
+    __table_args__ = (  # the review lists, newest first, and the weekly drift of decided reviews
+        Index("ix_reviews_status_created_at", "status", "created_at", "id"),
+        Index("ix_reviews_created_at", "created_at", "id"),
+        Index("ix_reviews_status_decided_at", "status", "decided_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     grade_id: Mapped[str] = mapped_column(ForeignKey("grades.id"), unique=True)
     open_session_id: Mapped[str | None] = mapped_column(ForeignKey("practice_sessions.id"), unique=True)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.orm import Session
 
 from roleplay.errors import NotFoundError, PermissionDenied, ReviewError
 from roleplay.grader import CriterionGrade, Grade, finish_grade
-from roleplay.rubric import Rubric
 from roleplay.models import GradeRow, Person, PracticeSession, ReviewEvent, ReviewRow, ReviewStatus, Role, utcnow
 from roleplay.notices import record_notice
+from roleplay.rubric import Rubric
 from roleplay.store import Store, person_in
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Status = ReviewStatus
+PAGE_SIZE = 50
+"""Rows on one page of a review list."""
+_Select = TypeVar("_Select", bound="Select[*tuple[Any, ...]]")
 
 
 class CriterionEdit(BaseModel):
@@ -64,6 +67,89 @@ class ReviewView(BaseModel):
     comment: str | None = Field(description="The deciding comment or rejection reason.")
     decided_by: str | None = Field(description="Who approved or rejected.")
     decided_at: datetime | None = Field(description="When it was decided.")
+
+
+class ReviewSummary(BaseModel):
+    """One row of a review list: what a facilitator scans before opening a review."""
+
+    model_config = ConfigDict(extra="forbid")
+    review_id: int = Field(description="Review id.")
+    session_id: str = Field(description="Practice session graded.")
+    learner: str = Field(description="Learner's username.")
+    scenario_id: str = Field(description="Scenario practised.")
+    level: str = Field(description="Difficulty practised.")
+    status: Status = Field(description="pending, approved or rejected.")
+    created_at: datetime = Field(description="When the grade arrived for review.")
+    decided_at: datetime | None = Field(description="When it was approved or rejected.")
+    ai_overall: float = Field(description="Overall score as the judge gave it.")
+    overall: float = Field(description="Overall score with every facilitator edit applied.")
+    passed: bool = Field(description="Whether the grade with edits passes.")
+    edits: int = Field(description="Facilitator edits so far.")
+
+
+class ReviewPage(BaseModel):
+    """One page of a review list, newest first, with the count of the whole list."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: list[ReviewSummary] = Field(description="The page's reviews, newest first.")
+    total: int = Field(description="Reviews in the whole list.")
+    page: int = Field(description="Page number, 1 = newest.")
+    size: int = Field(description="Rows per page.")
+    status: Status | None = Field(description="The status listed (None: every review).")
+    learner: str | None = Field(description="The learner listed, if one.")
+
+    @property
+    def first(self) -> int:
+        """Position of the first row in the whole list (1-based; 0 when the page is empty)."""
+        return (self.page - 1) * self.size + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        """Position of the last row in the whole list (0 when the page is empty)."""
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+    @property
+    def has_newer(self) -> bool:
+        """Whether a page of newer reviews comes before this one."""
+        return self.page > 1
+
+    @property
+    def has_older(self) -> bool:
+        """Whether a page of older reviews comes after this one."""
+        return self.last < self.total
+
+    def showing(self) -> str:
+        """The page in words, e.g. "showing 1-50 of 10,214 pending reviews, newest first"."""
+        what = f"{self.status} reviews" if self.status else "reviews"
+        if not self.total:
+            return f"no {what}" + (f" of {self.learner}" if self.learner else "")
+        return (f"showing {self.first:,}-{self.last:,} of {self.total:,} {what}"
+                + (f" of {self.learner}" if self.learner else "") + ", newest first")
+
+
+def _where(status: ReviewStatus | str | None, learner: str | None) -> list[ColumnElement[bool]]:
+    """The filters of a review list."""
+    where: list[ColumnElement[bool]] = []
+    if status:
+        # one learner has few reviews: reach them through the learner's sessions, never by scanning every review with
+        # the status in its index (SQLite keeps no statistics to know which is smaller), hence `|| ''` then
+        where.append((ReviewRow.status + "" if learner is not None else ReviewRow.status) == str(status))
+    if learner is not None:
+        where.append(Person.username == learner)
+    return where
+
+
+def _joined(q: _Select) -> _Select:
+    """A select over reviews joined to their grade, session and learner."""
+    return (q.select_from(ReviewRow).join(GradeRow, GradeRow.id == ReviewRow.grade_id)
+            .join(PracticeSession, PracticeSession.id == GradeRow.session_id)
+            .join(Person, Person.id == PracticeSession.person_id))
+
+
+def _count(db: Session, where: list[ColumnElement[bool]], *, joined: bool) -> int:
+    """How many reviews match; the joins only when a filter needs them."""
+    q = select(func.count()).select_from(ReviewRow)
+    return int(db.scalar((_joined(select(func.count())) if joined else q).where(*where)) or 0)
 
 
 def _require_facilitator(db: Session, username: str) -> Person:
@@ -125,18 +211,54 @@ class ReviewService:
         self.rubric_for = rubric_for
         self.on_approved = on_approved
 
-    def queue(self, status: ReviewStatus | None = ReviewStatus.PENDING, learner: str | None = None) -> list[ReviewView]:
-        """Reviews with this status (all if None), of one learner if given, oldest first."""
+    def queue(self, status: ReviewStatus | str | None = ReviewStatus.PENDING,
+              learner: str | None = None) -> list[ReviewView]:
+        """Every review with this status (all if None), of one learner if given, oldest first, each complete.
+
+        Three statements whatever the number of reviews; to show a list, use `page` (summary rows, newest first).
+        """
+        return self._views(_where(status, learner))
+
+    def page(self, status: ReviewStatus | str | None = ReviewStatus.PENDING, learner: str | None = None,
+             page: int = 1, size: int = PAGE_SIZE) -> ReviewPage:
+        """One page of the reviews with this status (all if None), of one learner if given, newest first.
+
+        Args:
+            status: pending, approved or rejected; None for every review.
+            learner: Only this learner's reviews (username).
+            page: 1 is the newest; a page past the last shows the last.
+            size: Rows per page.
+
+        Returns:
+            The page's summary rows (no grade, transcript or history) with the total count. At most four statements,
+            however many reviews are stored.
+        """
+        size = max(1, size)
+        where = _where(status, learner)
         with self.store.session() as db:
-            q = select(ReviewRow.id).order_by(ReviewRow.created_at, ReviewRow.id)
-            if status:
-                q = q.where(ReviewRow.status == status)
-            if learner is not None:
-                q = (q.join(GradeRow, GradeRow.id == ReviewRow.grade_id)
-                     .join(PracticeSession, PracticeSession.id == GradeRow.session_id)
-                     .join(Person, Person.id == PracticeSession.person_id).where(Person.username == learner))
-            ids = list(db.scalars(q))
-        return [self.get(i) for i in ids]
+            total = _count(db, where, joined=learner is not None)
+            page = min(max(1, page), max(1, -(-total // size)))
+            edits = (select(func.count(ReviewEvent.id)).where(ReviewEvent.review_id == ReviewRow.id,
+                                                              ReviewEvent.action == "edit")
+                     .correlate(ReviewRow).scalar_subquery())
+            rows = db.execute(_joined(select(
+                ReviewRow.id, GradeRow.session_id, Person.username, PracticeSession.scenario_id, PracticeSession.level,
+                ReviewRow.status, ReviewRow.created_at, ReviewRow.decided_at, GradeRow.overall, GradeRow.passed,
+                edits.label("edits"))).where(*where).order_by(ReviewRow.created_at.desc(), ReviewRow.id.desc())
+                .limit(size).offset((page - 1) * size)).all()
+            current = self._current_scores(db, [r.id for r in rows if r.edits])
+        summaries = [ReviewSummary(review_id=r.id, session_id=r.session_id, learner=r.username, scenario_id=r.scenario_id,
+                                   level=r.level, status=ReviewStatus(r.status), created_at=r.created_at,
+                                   decided_at=r.decided_at, ai_overall=r.overall,
+                                   overall=current.get(r.id, (r.overall, r.passed))[0],
+                                   passed=current.get(r.id, (r.overall, r.passed))[1], edits=r.edits) for r in rows]
+        return ReviewPage(rows=summaries, total=total, page=page, size=size,
+                          status=None if status is None else ReviewStatus(status), learner=learner)
+
+    def count(self, status: ReviewStatus | str | None = ReviewStatus.PENDING, learner: str | None = None) -> int:
+        """How many reviews have this status (all if None), of one learner if given; one statement."""
+        with self.store.session() as db:
+            return _count(db, _where(status, learner), joined=learner is not None)
 
     def for_session(self, session_id: str) -> ReviewView | None:
         """The newest review of a practice session, or None when it has not been graded."""
@@ -148,14 +270,31 @@ class ReviewService:
 
     def get(self, review_id: int) -> ReviewView:
         """One review with its grade, edits and history."""
+        views = self._views([ReviewRow.id == review_id])
+        if not views:
+            raise NotFoundError(f"no review {review_id}; see `roleplay review list`")
+        return views[0]
+
+    def _views(self, where: list[ColumnElement[bool]]) -> list[ReviewView]:
+        """Complete views of the matching reviews, oldest first, in three statements: rows, events, actors' names."""
         with self.store.session() as db:
-            review = _review_in(db, review_id)
-            grade_row = db.get(GradeRow, review.grade_id)
-            sess = db.get(PracticeSession, grade_row.session_id)
-            learner = db.get(Person, sess.person_id)
-            events = list(db.scalars(select(ReviewEvent).where(ReviewEvent.review_id == review_id).order_by(ReviewEvent.id)))
-            names = {p.id: p.username for p in db.scalars(select(Person).where(
-                Person.id.in_({e.actor_id for e in events} | {review.decided_by or -1})))}
+            rows = db.execute(_joined(select(ReviewRow, GradeRow, PracticeSession.scenario_id, PracticeSession.level,
+                                             Person.username)).where(*where)
+                              .order_by(ReviewRow.created_at, ReviewRow.id)).all()
+            if not rows:
+                return []
+            ids = _joined(select(ReviewRow.id)).where(*where)
+            events: dict[int, list[ReviewEvent]] = {}
+            for e in db.scalars(select(ReviewEvent).where(ReviewEvent.review_id.in_(ids)).order_by(ReviewEvent.id)):
+                events.setdefault(e.review_id, []).append(e)
+            people = ({e.actor_id for evs in events.values() for e in evs}
+                      | {r[0].decided_by for r in rows if r[0].decided_by is not None})
+            names = dict(db.execute(select(Person.id, Person.username).where(Person.id.in_(people))).all()) if people else {}
+        return [self._view(review, grade, scenario_id, level, learner, events.get(review.id, []), names)
+                for review, grade, scenario_id, level, learner in rows]
+
+    def _view(self, review: ReviewRow, grade_row: GradeRow, scenario_id: str, level: str, learner: str,
+              events: list[ReviewEvent], names: dict[int, str]) -> ReviewView:
         ai = Grade.model_validate({**grade_row.result, "prompt": grade_row.prompt, "raw_reply": grade_row.raw_reply})
         current = ai
         history = [HistoryEntry(action="created", actor="grader", at=grade_row.created_at, comment=ai.summary)]
@@ -166,10 +305,29 @@ class ReviewService:
             history.append(HistoryEntry(action=e.action, actor=names.get(e.actor_id, "?"), at=e.created_at,
                                         comment=e.comment, changes=changes))
         return ReviewView(review_id=review.id, status=ReviewStatus(review.status), version=review.version,
-                          session_id=sess.id, learner=learner.username, scenario_id=sess.scenario_id, level=sess.level,
+                          session_id=grade_row.session_id, learner=learner, scenario_id=scenario_id, level=level,
                           ai_grade=ai, current=current, history=history, comment=review.comment,
                           decided_by=names.get(review.decided_by) if review.decided_by else None,
                           decided_at=review.decided_at)
+
+    def _current_scores(self, db: Session, review_ids: list[int]) -> dict[int, tuple[float, bool]]:
+        """(overall, passed) with facilitators' edits replayed, for edited reviews of one page; two statements."""
+        if not review_ids:
+            return {}
+        results: dict[int, dict[str, Any]] = dict(db.execute(select(ReviewRow.id, GradeRow.result).join(GradeRow, GradeRow.id == ReviewRow.grade_id)
+                                  .where(ReviewRow.id.in_(review_ids))).all())
+        edits: dict[int, list[list[CriterionEdit]]] = {}
+        for review_id, payload in db.execute(select(ReviewEvent.review_id, ReviewEvent.payload).where(
+                ReviewEvent.review_id.in_(review_ids), ReviewEvent.action == "edit").order_by(ReviewEvent.id)):
+            edits.setdefault(review_id, []).append([CriterionEdit.model_validate(c) for c in payload.get("changes", [])])
+        out = {}
+        for review_id, result in results.items():
+            grade = Grade.model_validate(result)
+            for changes in edits.get(review_id, []):  # one event at a time, as the history replays them
+                if changes:
+                    grade = apply_edits(grade, changes, self.rubric_for(grade.rubric_id))
+            out[review_id] = (grade.overall, grade.passed)
+        return out
 
     def _act(self, review_id: int, username: str, action: str, comment: str | None, expected_version: int | None,
              changes: list[CriterionEdit] | None = None) -> ReviewView:

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from roleplay.calibration import MIN_AGREEMENT_SCORES, CalibrationService, too_few_scores
+from roleplay.calibration import MIN_AGREEMENT_SCORES, CalibrationService, DriftPage, too_few_scores
 from roleplay.errors import RoleplayError
 from roleplay.metrics import Agreement
 from roleplay.ui import render
@@ -16,6 +16,7 @@ from roleplay.ui.common import Problem, action, ctx, gate, handler, page_frame, 
 PAGE = "Calibrate"
 ROLES = ("facilitator",)
 SLOTS = 8  # most criteria a rubric may have on this page
+REPORT_OUTPUTS = 10  # summary, drift flag, two plots, heat map, table, and the drift's count, two buttons and page
 TOO_FEW = "too few"
 
 
@@ -97,8 +98,18 @@ def week_label(week: str) -> str:
     return f"{day.day} {day:%b %Y}"
 
 
+def _drift_outputs(drift: DriftPage) -> tuple[Any, ...]:
+    """The drift plot of one page of weeks, its count in words, the Newer and Older buttons and the page shown."""
+    weeks = [week_label(p.week) for p in drift.points]  # oldest first; the plot keeps this order, not the alphabet's
+    plot = render.frame([{"week": w, "share": p.disagreement} for w, p in zip(weeks, drift.points)],
+                        {"week": "str", "share": "float64"})
+    return (gr.update(value=plot, visible=plot is not None, sort=weeks or None), drift.showing(),
+            gr.update(interactive=drift.has_newer), gr.update(interactive=drift.has_older), drift.page)
+
+
 def _report_outputs() -> tuple[Any, ...]:
-    """Summary, drift flag, agreement-per-criterion plot, confusion heat map, drift plot and the figures table."""
+    """Summary, drift flag, agreement-per-criterion plot, confusion heat map, drift plot, the figures table, and the
+    drift's count, paging buttons and page."""
     rep = service().report()
     names: dict[str, str] = {}
     for r in ctx().catalog.rubrics.values():
@@ -127,17 +138,14 @@ def _report_outputs() -> tuple[Any, ...]:
                 rows.append({"criterion": names.get(cid, cid), "metric": metric, "value": value})
     per_criterion = render.frame(rows, {"criterion": "str", "metric": "str", "value": "float64"})
     heat = render.heatmap_html(o.confusion, "facilitator", "grader", "Facilitator vs grader levels (all criteria)")
-    weeks = [week_label(p.week) for p in rep.drift]  # oldest first; the plot keeps this order, not the alphabet's
-    drift = render.frame([{"week": w, "share": p.disagreement} for w, p in zip(weeks, rep.drift)],
-                         {"week": "str", "share": "float64"})
+    drift = _drift_outputs(DriftPage(points=rep.drift, weeks=rep.drift_weeks, page=rep.drift_page,
+                                     size=rep.drift_page_size))
     table = []
     for cid in sorted(set(rep.facilitator_vs_grader) | set(rep.between_facilitators)):
         g, b = rep.facilitator_vs_grader.get(cid), rep.between_facilitators.get(cid)
         table.append([names.get(cid, cid), g.n if g else 0, *_figures(g, 4), b.n if b else 0, *_figures(b, 2)])
     return (summary, f'<div class="rp-drift {drift_cls}" id="calibrate-drift">{render.esc(drift_text)}</div>',
-            gr.update(value=per_criterion, visible=per_criterion is not None), heat,
-            gr.update(value=drift, visible=drift is not None, sort=weeks or None),
-            table)
+            gr.update(value=per_criterion, visible=per_criterion is not None), heat, drift[0], table, *drift[1:])
 
 
 def _figures(a: Agreement | None, count: int) -> list[str]:
@@ -156,7 +164,7 @@ def enter(request: gr.Request) -> tuple[Any, ...]:
     """Show the next blind anchor and the dashboard to facilitators, a refusal to anyone else."""
     message, body = gate(request, PAGE, *ROLES)
     if message:
-        return (message, body, *[gr.update()] * (5 + SLOTS + 6 + SLOTS))
+        return (message, body, *[gr.update()] * (5 + SLOTS + REPORT_OUTPUTS + SLOTS))
     person = require(request, PAGE, *ROLES)
     try:
         anchor, levels = _anchor_outputs(person.username)
@@ -164,7 +172,8 @@ def enter(request: gr.Request) -> tuple[Any, ...]:
     except RoleplayError as exc:  # e.g. no anchor transcripts installed: say so on the page
         return ("", body, None, f"**Calibration is not available:** {exc}", "",
                 *[gr.update(visible=False, value=None) for _ in range(SLOTS)], gr.update(interactive=False), "",
-                "", "", gr.update(value=None, visible=False), "", gr.update(value=None, visible=False), [],
+                "", "", gr.update(value=None, visible=False), "", gr.update(value=None, visible=False), [], "",
+                gr.update(interactive=False), gr.update(interactive=False), 1,
                 *[gr.update(visible=False, value="") for _ in range(SLOTS)])
 
 
@@ -198,6 +207,20 @@ def submit(anchor_id: str | None, l0: int | None, l1: int | None, l2: int | None
     return (*anchor_out, reveal, *_report_outputs(), *level_out)
 
 
+@action
+def newer_weeks(page: int | None, request: gr.Request) -> tuple[Any, ...]:
+    """The drift of the newer weeks."""
+    require(request, PAGE, *ROLES)
+    return _drift_outputs(service().drift((page or 1) - 1))
+
+
+@action
+def older_weeks(page: int | None, request: gr.Request) -> tuple[Any, ...]:
+    """The drift of the older weeks."""
+    require(request, PAGE, *ROLES)
+    return _drift_outputs(service().drift((page or 1) + 1))
+
+
 def build() -> dict[str, Any]:
     """Lay out the page; returns the gate, body and the `enter` wiring for the app."""
     gate_md, body = page_frame("calibrate")
@@ -229,14 +252,24 @@ def build() -> dict[str, Any]:
                            y_title="share of levels changed", visible=False,
                            title="Drift: share of criterion levels facilitators changed in approved reviews, per week",
                            elem_id="calibrate-drift-plot")
+        with gr.Row(equal_height=True):
+            newer = gr.Button("← Newer weeks", elem_id="calibrate-drift-newer", interactive=False, scale=0,
+                              min_width=140)
+            drift_count = gr.Markdown("", elem_id="calibrate-drift-count")
+            older = gr.Button("Older weeks →", elem_id="calibrate-drift-older", interactive=False, scale=0,
+                              min_width=140)
         table = gr.Dataframe(headers=["Criterion", "n (vs grader)", "QWK", "exact", "adjacent", "mean diff",
                                       "n (between facilitators)", "QWK", "exact"],
                              value=[], interactive=False, elem_id="calibrate-table")
         gr.Markdown(f"“{TOO_FEW}”: fewer than {MIN_AGREEMENT_SCORES} paired scores, too few to judge agreement; the "
                     "figures appear once there are enough.", elem_id="calibrate-table-note")
     anchor_id = gr.State(None)
+    drift_page = gr.State(1)  # the page of weeks in view, 1 = the newest
     anchor_out = [anchor_id, header, transcript, *slots, submit_btn]
-    report_out = [summary, drift_flag, per_criterion, heat, drift, table]
+    drift_out = [drift, drift_count, newer, older, drift_page]
+    report_out = [summary, drift_flag, per_criterion, heat, drift, table, *drift_out[1:]]
     submit_btn.click(submit, [anchor_id, *slots], [*anchor_out, reveal, *report_out, *levels])
+    newer.click(newer_weeks, drift_page, drift_out)
+    older.click(older_weeks, drift_page, drift_out)
     return {"gate": gate_md, "body": body,
             "enter": (enter, [], [gate_md, body, *anchor_out, reveal, *report_out, *levels])}

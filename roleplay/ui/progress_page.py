@@ -45,7 +45,7 @@ def approved_outputs(username: str) -> tuple[Any, ...]:
         for c in r.grade.criteria:
             trend.append({"session": session, "level": c.level, "criterion": names.get(c.criterion_id, c.criterion_id)})
     trend.sort(key=lambda t: int(t["session"].split(".")[0]))
-    pending = len(svc.queue("pending", learner=username))
+    pending = svc.count("pending", learner=username)
     count = len(rows)
     head = (f"**{count} approved session{'s' if count != 1 else ''}**"
             + (f" · {pending} awaiting facilitator review" if pending else "")

@@ -8,7 +8,7 @@ import gradio as gr
 
 from roleplay.grader import transcript_of_session
 from roleplay.models import ReviewStatus
-from roleplay.review import CriterionEdit
+from roleplay.review import CriterionEdit, ReviewPage
 from roleplay.ui import render
 from roleplay.ui.common import Problem, action, ctx, display_names, gate, handler, page_frame, require, store
 
@@ -31,17 +31,25 @@ def _who(username: str | None, names: dict[str, str]) -> str:
     return name if name == username else f"{name} ({username})"
 
 
-def _queue(status: str | None) -> list[list[Any]]:
-    """Queue rows (review number, learner's and scenario's names, ...), oldest first."""
-    views = ctx().reviews.queue(None if status is None or status == "all" else ReviewStatus(status))
+def _page(status: str | None, page: int | None = 1) -> ReviewPage:
+    """One page of the queue (1 = the newest reviews)."""
+    shown = None if not status or status == "all" else ReviewStatus(status)
+    return ctx().reviews.page(shown, page=int(page or 1))
+
+
+def _rows(page: ReviewPage) -> list[list[Any]]:
+    """Queue rows (review number, learner's and scenario's names, level, AI overall, status, graded)."""
     titles = {s.id: s.title for s in ctx().catalog.scenarios.values()}
     names = display_names()
-    rows = []
-    for v in views:
-        created = v.history[0].at if v.history else None
-        rows.append([v.review_id, names.get(v.learner, v.learner), titles.get(v.scenario_id, v.scenario_id), v.level,
-                     round(v.ai_grade.overall, 2), v.status, render.when(created)])
-    return rows
+    return [[r.review_id, names.get(r.learner, r.learner), titles.get(r.scenario_id, r.scenario_id), r.level,
+             round(r.ai_overall, 2), r.status, render.when(r.created_at)] for r in page.rows]
+
+
+def _queue(status: str | None, page: int | None = 1) -> tuple[Any, ...]:
+    """The queue's rows, its count in words, the Newer and Older buttons and the page shown."""
+    shown = _page(status, page)
+    return (_rows(shown), shown.showing(), gr.update(interactive=shown.has_newer),
+            gr.update(interactive=shown.has_older), shown.page)
 
 
 def edits_said(history: Any) -> str:
@@ -89,16 +97,44 @@ def enter(status: str, request: gr.Request) -> tuple[Any, ...]:
     """Show the queue to facilitators, a refusal to anyone else."""
     message, body = gate(request, PAGE, *ROLES)
     if message:
-        return message, body, gr.update()
+        return message, body, *[gr.update()] * 5
     require(request, PAGE, *ROLES)
-    return "", body, _queue(status or "pending")
+    return "", body, *_queue(status or "pending")
 
 
 @action
 def load_queue(status: str, request: gr.Request) -> Any:
-    """The reviews with a status."""
+    """The rows of the first page of reviews with a status (newest first)."""
+    require(request, PAGE, *ROLES)
+    return _rows(_page(status or "pending"))
+
+
+@action
+def first_page(status: str, request: gr.Request) -> tuple[Any, ...]:
+    """The first page of reviews with a status, with its count and paging buttons."""
     require(request, PAGE, *ROLES)
     return _queue(status or "pending")
+
+
+@action
+def refresh_page(status: str, page: int | None, request: gr.Request) -> tuple[Any, ...]:
+    """The page in view again (the last one if it is now past the end)."""
+    require(request, PAGE, *ROLES)
+    return _queue(status or "pending", page)
+
+
+@action
+def newer_page(status: str, page: int | None, request: gr.Request) -> tuple[Any, ...]:
+    """The page of newer reviews."""
+    require(request, PAGE, *ROLES)
+    return _queue(status or "pending", (page or 1) - 1)
+
+
+@action
+def older_page(status: str, page: int | None, request: gr.Request) -> tuple[Any, ...]:
+    """The page of older reviews."""
+    require(request, PAGE, *ROLES)
+    return _queue(status or "pending", (page or 1) + 1)
 
 
 @action
@@ -134,7 +170,8 @@ def pick_criterion(review_id: int | str | None, criterion_id: str | None, reques
 
 @action
 def save_edit(review_id: int | str | None, version: int | None, criterion_id: str | None, level: int | str | None,
-              feedback: str, better: str, reason: str, status: str, request: gr.Request) -> tuple[Any, ...]:
+              feedback: str, better: str, reason: str, status: str, request: gr.Request,
+              page: int | None = 1) -> tuple[Any, ...]:
     """Change one criterion (only what differs), with a reason; refused if someone else changed it meanwhile."""
     person = require(request, PAGE, *ROLES)
     picked = _picked(review_id)
@@ -155,11 +192,11 @@ def save_edit(review_id: int | str | None, version: int | None, criterion_id: st
         raise Problem("Nothing changed: set a different level, feedback or better line first.", title="Edit not saved")
     svc.edit(picked, person.username, [edit], reason, expected_version=version)
     gr.Info("Edit saved to the review's history.")
-    return (*_view_outputs(picked), "", _queue(status))
+    return (*_view_outputs(picked), "", *_queue(status, page))
 
 
 def _decide(action_name: str, review_id: int | str | None, version: int | None, comment: str, status: str,
-            request: gr.Request) -> tuple[Any, ...]:
+            request: gr.Request, page: int | None) -> tuple[Any, ...]:
     person = require(request, PAGE, *ROLES)
     picked = _picked(review_id)
     if picked is None:
@@ -171,33 +208,33 @@ def _decide(action_name: str, review_id: int | str | None, version: int | None, 
     else:
         svc.reject(picked, person.username, comment, expected_version=version)
         gr.Info("Rejected: the learner sees your reason.")
-    return (*_view_outputs(picked), "", _queue(status))
+    return (*_view_outputs(picked), "", *_queue(status, page))
 
 
 @action
-def approve(review_id: int | None, version: int | None, comment: str, status: str, request: gr.Request) -> tuple[Any, ...]:
-    """Approve the grade as it stands (with edits)."""
-    return _decide("approve", review_id, version, comment, status, request)
+def approve(review_id: int | None, version: int | None, comment: str, status: str, request: gr.Request,
+            page: int | None = 1) -> tuple[Any, ...]:
+    """Approve the grade as it stands (with edits); the queue stays on its page."""
+    return _decide("approve", review_id, version, comment, status, request, page)
 
 
 @action
-def reject(review_id: int | None, version: int | None, comment: str, status: str, request: gr.Request) -> tuple[Any, ...]:
-    """Reject the grade with a reason."""
-    return _decide("reject", review_id, version, comment, status, request)
+def reject(review_id: int | None, version: int | None, comment: str, status: str, request: gr.Request,
+           page: int | None = 1) -> tuple[Any, ...]:
+    """Reject the grade with a reason; the queue stays on its page."""
+    return _decide("reject", review_id, version, comment, status, request, page)
 
 
 def _ready_choices() -> list[tuple[str, str]]:
     """(label, 'learner|sprint') for every learner sprint ready for sign-off."""
     svc = ctx().certification
+    names = display_names()
     out = []
-    for person in store().people():
-        if person.role != "learner":
-            continue
-        for s in svc.status(person.username).sprints:
+    for username in svc.awaiting_sign_off():
+        for s in svc.status(username).sprints:
             if s.ready_for_sign_off:
-                label = (f"{_who(person.username, {person.username: person.display_name})} · {s.title} "
-                         f"({s.level}, {s.approved_passing} approved passing)")
-                out.append((label, f"{person.username}|{s.sprint}"))
+                label = f"{_who(username, names)} · {s.title} ({s.level}, {s.approved_passing} approved passing)"
+                out.append((label, f"{username}|{s.sprint}"))
     return out
 
 
@@ -234,7 +271,12 @@ def build() -> dict[str, Any]:
             refresh = gr.Button("Refresh queue", elem_id="review-refresh", scale=1)
         queue = gr.Dataframe(headers=HEADERS, value=[], interactive=False, elem_id="review-queue", max_height=220,
                              show_search="search")
-        gr.Markdown("Click a row to open that review.", elem_id="review-queue-hint")
+        with gr.Row(equal_height=True):
+            newer = gr.Button("← Newer", elem_id="review-newer", interactive=False, scale=0, min_width=110)
+            count = gr.Markdown("", elem_id="review-queue-count")
+            older = gr.Button("Older →", elem_id="review-older", interactive=False, scale=0, min_width=110)
+        gr.Markdown("Click a row to open that review (search looks within the page shown).",
+                    elem_id="review-queue-hint")
         header = gr.Markdown("Click a review in the queue to open it.", elem_id="review-header")
         with gr.Row():
             with gr.Column(scale=1):
@@ -269,17 +311,21 @@ def build() -> dict[str, Any]:
             signoff_md = gr.Markdown("", elem_id="review-signoff-result")
     version = gr.State(None)
     current = gr.State(None)  # the open review's number
+    page = gr.State(1)  # the queue's page in view, 1 = the newest reviews
 
     view = [header, transcript, grade, history, version, criterion, level, feedback, better, save_btn, approve_btn,
             reject_btn, current]
-    status.change(load_queue, status, queue)
-    refresh.click(load_queue, status, queue)
+    listing = [queue, count, newer, older, page]
+    status.change(first_page, status, listing)
+    refresh.click(refresh_page, [status, page], listing)
+    newer.click(newer_page, [status, page], listing)
+    older.click(older_page, [status, page], listing)
     queue.select(open_row, None, view)
     criterion.input(pick_criterion, [current, criterion], [level, feedback, better])
-    save_btn.click(save_edit, [current, version, criterion, level, feedback, better, reason, status],
-                   [*view, reason, queue])
-    approve_btn.click(approve, [current, version, comment, status], [*view, comment, queue])
-    reject_btn.click(reject, [current, version, comment, status], [*view, comment, queue])
+    save_btn.click(save_edit, [current, version, criterion, level, feedback, better, reason, status, page],
+                   [*view, reason, *listing])
+    approve_btn.click(approve, [current, version, comment, status, page], [*view, comment, *listing])
+    reject_btn.click(reject, [current, version, comment, status, page], [*view, comment, *listing])
     ready_refresh.click(load_sign_offs, None, ready)
     signoff_btn.click(sign_off, [ready, signoff_comment], [signoff_md, ready, signoff_comment])
-    return {"gate": gate_md, "body": body, "enter": (enter, [status], [gate_md, body, queue])}
+    return {"gate": gate_md, "body": body, "enter": (enter, [status], [gate_md, body, *listing])}
