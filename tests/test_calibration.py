@@ -42,6 +42,7 @@ def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
     store.close()
 
 
+@pytest.mark.slow
 def test_blind_scoring_then_agreement(setup) -> None:  # type: ignore[no-untyped-def]
     store, svc = setup
     first = svc.next_blind("fac")

@@ -16,6 +16,7 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_validate_passes_on_shipped_content(root: Path) -> None:
     code, out, _ = run("validate", str(root / "scenarios"), str(root / "rubrics"))
     assert code == 0, out
@@ -117,6 +118,7 @@ def graded(isolated_settings: Path) -> tuple[str, int]:
     return run.session_id, review_id
 
 
+@pytest.mark.slow
 def test_grading_a_session_twice_gives_the_same_grade(isolated_settings: Path) -> None:
     session_id, review_id = graded(isolated_settings)
     code, out, err = run("grade", session_id, "--offline")
@@ -126,6 +128,7 @@ def test_grading_a_session_twice_gives_the_same_grade(isolated_settings: Path) -
     assert out.count("pending") == 1
 
 
+@pytest.mark.slow
 def test_review_edits_need_the_version_they_were_made_on(isolated_settings: Path) -> None:
     _, rid = graded(isolated_settings)
     edit = ["review", "edit", str(rid), "--criterion", "empathy", "--level", "2", "--comment", "Warmer, please."]

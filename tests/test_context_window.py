@@ -190,6 +190,7 @@ def server(style: str, reply: Any, status: int = 400) -> Callable[[dict[str, Any
     return answer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", list(STYLES))
 def test_a_refusal_teaches_the_window_and_the_grading_is_refitted_once(stub_llm: StubOpenAI, md: Any,
                                                                        style: str) -> None:
@@ -258,6 +259,7 @@ def test_persona_budget_is_the_scenario_budget_lowered_to_the_window() -> None:
     assert persona_budget(6000, 2048, 400) < 2048 - 400
 
 
+@pytest.mark.slow
 def test_the_persona_request_fits_the_window(stub_llm: StubOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = context(stub_llm, monkeypatch, context_window="1536", max_reply_tokens="200")
     stub_llm.default = lambda body: "Mm. It has been a busy stretch, that's all, and I'd rather not get into it."

@@ -355,6 +355,7 @@ def test_version() -> None:
     assert out.exit_code == 0 and out.output.strip() == f"roleplay {__import__('roleplay').__version__}"
 
 
+@pytest.mark.slow
 def test_commands_import_only_what_they_use(tmp_path: Path) -> None:
     code = ("import sys\nfrom roleplay.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"

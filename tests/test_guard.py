@@ -347,6 +347,7 @@ def model(stub: StubOpenAI) -> OpenAIChatModel:
     return OpenAIChatModel(model="stub-model", base_url=stub.base_url, api_key="test", timeout=5, max_retries=0)
 
 
+@pytest.mark.slow
 def test_no_break_text_reaches_the_learner_through_the_voice(stub_llm: StubOpenAI) -> None:
     voice = LLMVoice(model(stub_llm))
     for reply, marker, reason in BREAKS:

@@ -98,6 +98,7 @@ def last_user_text(body: dict[str, Any]) -> str:
 # -- the contract ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_is_a_chat_model_named_llm(client: Client) -> None:
     model = client.make()
     assert isinstance(model, ChatModel) and model.name == "llm"
@@ -220,6 +221,7 @@ def test_connection_refused_names_the_url(client: Client) -> None:
     assert "ROLEPLAY_BASE_URL" in str(caught.value) and caught.value.attempts == 2
 
 
+@pytest.mark.slow
 def test_deadline_bounds_the_whole_call(client: Client) -> None:
     client.stub.queue(Delay(1.5, "late"), Delay(1.5, "late"), "unreached")
     started = time.monotonic()
@@ -281,6 +283,7 @@ def test_persona_plays_a_turn_through_the_anthropic_adapter(stub_anthropic: Stub
     assert all(f.fact not in str(request) for f in scenario.hidden_facts)
 
 
+@pytest.mark.slow
 def test_llm_judge_grades_through_the_anthropic_adapter(stub_anthropic: StubAnthropic) -> None:  # noqa: F811
     cat = catalog()
     scenario = cat.scenario("missed-deadlines")

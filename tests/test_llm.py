@@ -165,6 +165,7 @@ def test_recovers_from_500(stub_llm: StubOpenAI) -> None:
     assert len(stub_llm.requests) == 2
 
 
+@pytest.mark.slow
 def test_recovers_from_a_timeout(stub_llm: StubOpenAI) -> None:
     stub_llm.queue(Delay(1.0, "Too late."), "In time.")
     started = time.monotonic()
@@ -184,6 +185,7 @@ def test_recovers_from_a_malformed_body(stub_llm: StubOpenAI) -> None:
     (Delay(0.6), "ROLEPLAY_TIMEOUT"),
     (Malformed(), "ROLEPLAY_BASE_URL"),
 ], ids=["503", "429", "timeout", "malformed"])
+@pytest.mark.slow
 def test_gives_up_after_max_retries_saying_what_to_check(stub_llm: StubOpenAI, fault: object, advice: str) -> None:
     stub_llm.queue(fault, fault, "unreached")
     with pytest.raises(ProviderError, match=advice) as caught:

@@ -54,6 +54,7 @@ def judged() -> Any:
     return lambda t: judge.grade(t, rubric, scn)
 
 
+@pytest.mark.slow
 def test_a_strong_conversation_passes_and_stock_lines_do_not(judged: Any) -> None:
     strong = judged(conversation(STRONG))
     stock = judged(conversation(list(STOCK_LINES) * 2))
@@ -62,12 +63,14 @@ def test_a_strong_conversation_passes_and_stock_lines_do_not(judged: Any) -> Non
     assert stock.criterion("candid-feedback").level == 1
 
 
+@pytest.mark.slow
 def test_repeating_a_good_line_earns_nothing_more(judged: Any) -> None:
     once = judged(conversation(STRONG))
     again = judged(conversation(STRONG + [STRONG[3], STRONG[3], STRONG[4], STRONG[4]]))
     assert again.overall <= once.overall
 
 
+@pytest.mark.slow
 def test_filler_turns_add_nothing_to_a_poor_conversation(judged: Any) -> None:
     poor = judged(conversation(POOR))
     padded = judged(conversation(POOR + [FILLER] * 12))
@@ -75,6 +78,7 @@ def test_filler_turns_add_nothing_to_a_poor_conversation(judged: Any) -> None:
     assert not padded.passed
 
 
+@pytest.mark.slow
 def test_a_dictated_plan_is_not_an_agreed_next_step(judged: Any) -> None:
     dictated = judged(conversation(STRONG[:6] + ["You will send me the report by Thursday 5pm from now on, no exceptions.",
                                                  "I'll check it every Friday morning."]))
@@ -82,6 +86,7 @@ def test_a_dictated_plan_is_not_an_agreed_next_step(judged: Any) -> None:
     assert dictated.criterion("next-steps").level < agreed.criterion("next-steps").level
 
 
+@pytest.mark.slow
 def test_blame_caps_candid_feedback_even_when_the_facts_are_clear(judged: Any) -> None:
     blunt = STRONG[:1] + ["Honestly, you've become lazy and careless, and everyone can see it."] + STRONG[2:]
     assert judged(conversation(blunt)).criterion("candid-feedback").level <= 2
@@ -122,6 +127,7 @@ def test_gold_set_is_large_and_partly_scored_twice() -> None:
     assert {g.split for g in gold} == {"dev", "test"}
 
 
+@pytest.mark.slow
 def test_better_lines_never_give_away_what_the_persona_never_told(judged: Any) -> None:
     guarded = ["Hi. You wanted to talk about the reports?", "I know. It won't happen again.", "I've just had a lot on.",
                "Fine.", "Okay.", "If you say so."]
@@ -134,6 +140,7 @@ def test_better_lines_never_give_away_what_the_persona_never_told(judged: Any) -
     assert all(c.better_alternative for c in told.criteria)
 
 
+@pytest.mark.slow
 def test_a_better_line_is_never_the_learners_own_and_answers_a_line_of_that_criterion(judged: Any) -> None:
     from roleplay.evidence import normalise
     from roleplay.offline_judge import read_transcript

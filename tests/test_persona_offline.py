@@ -159,6 +159,7 @@ def test_move_classifier_reads_common_coaching_moves(line: str, expected: str) -
 
 
 # --- what earns a secret: listening, not judging, not only asking ----------------------------------------------
+@pytest.mark.slow
 def test_a_condescending_reflection_earns_no_secret_at_novice() -> None:
     scn = catalog().scenario("missed-deadlines")
     conv = play(scn, ["Hi Sam, let's get into it.",
@@ -170,6 +171,7 @@ def test_a_condescending_reflection_earns_no_secret_at_novice() -> None:
     assert all(r["doubtful"] for r in conv.state.readings[1:4])  # read as reflections the reader doubts
 
 
+@pytest.mark.slow
 def test_reflecting_what_the_persona_said_earns_the_secret_at_novice() -> None:
     scn = catalog().scenario("missed-deadlines")
     conv = play(scn, ["Hi Sam, thanks for jumping on.",
@@ -181,6 +183,7 @@ def test_reflecting_what_the_persona_said_earns_the_secret_at_novice() -> None:
     assert conv.state.revealed[0].turn == 3
 
 
+@pytest.mark.slow
 def test_questions_alone_bring_out_no_secret_until_the_learner_shows_they_listened() -> None:
     scn = catalog().scenario("missed-deadlines")
     questions = ["Hi Sam, thanks for jumping on.", "How have the last few weeks been for you?",

@@ -70,6 +70,7 @@ def test_nonsense_never_earns_a_secret_and_costs_trust() -> None:
     assert c.state.trust < before
 
 
+@pytest.mark.slow
 def test_a_learner_who_only_talks_nonsense_earns_nothing_at_any_level() -> None:
     for level in ("novice", "expert"):
         c = conv(level=level)
@@ -157,6 +158,7 @@ def test_shipped_scenarios_have_four_lines_per_move_and_mood_whatever_is_reveale
                         assert len(set(lines)) >= 4, (scn.id, member.id, move, mood, sorted(revealed), lines)
 
 
+@pytest.mark.slow
 def test_twenty_turn_conversation_rarely_repeats_a_line() -> None:
     c = conv(level="expert", seed=3)
     turns = ["What's been happening?", "Go on.", "Right.", "I see.", "How do the mornings go?"] * 4
@@ -213,6 +215,7 @@ def test_llm_reader_falls_back_to_the_offline_reader_and_the_session_records_it(
     assert "open_question" in c.state.last_moves
 
 
+@pytest.mark.slow
 def test_an_edited_scenario_is_read_against_its_new_text() -> None:
     scn = catalog().scenario("missed-deadlines")
     reader = offline_reader()

@@ -75,6 +75,7 @@ def test_bad_input_corpus_is_large() -> None:
     assert len(corpus_files()) >= 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
 def test_bad_input_gives_a_clear_error_and_writes_nothing(path: Path, isolated_settings: Path) -> None:
     from roleplay.config import load_settings

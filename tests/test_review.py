@@ -25,6 +25,7 @@ def store(db_url: str):  # type: ignore[no-untyped-def]
     s.close()
 
 
+@pytest.mark.slow
 def test_a_graded_session_waits_in_the_queue_and_does_not_count(store: Store) -> None:
     rid = graded_session(store)
     svc = service(store)
@@ -33,6 +34,7 @@ def test_a_graded_session_waits_in_the_queue_and_does_not_count(store: Store) ->
     assert approved_results(svc, "ana") == []
 
 
+@pytest.mark.slow
 def test_edit_then_approve_keeps_the_ai_grade_and_appends_history(store: Store) -> None:
     rid = graded_session(store)
     svc = service(store)
@@ -56,6 +58,7 @@ def test_edit_then_approve_keeps_the_ai_grade_and_appends_history(store: Store) 
     assert len(results) == 1 and results[0].grade.overall == view.current.overall
 
 
+@pytest.mark.slow
 def test_rejected_sessions_never_count_and_need_a_reason(store: Store) -> None:
     rid = graded_session(store)
     svc = service(store)
@@ -81,6 +84,7 @@ def test_only_facilitators_review_and_never_their_own_session(store: Store) -> N
     assert svc.approve(own, "fac2").status == "approved"
 
 
+@pytest.mark.slow
 def test_edit_needs_a_comment_and_a_real_criterion(store: Store) -> None:
     rid = graded_session(store)
     svc = service(store)
@@ -91,6 +95,7 @@ def test_edit_needs_a_comment_and_a_real_criterion(store: Store) -> None:
     assert svc.get(rid).version == 0
 
 
+@pytest.mark.slow
 def test_stale_version_loses_with_a_clear_message(store: Store) -> None:
     rid = graded_session(store)
     svc = service(store)
@@ -101,6 +106,7 @@ def test_stale_version_loses_with_a_clear_message(store: Store) -> None:
     assert svc.get(rid).status == "pending"
 
 
+@pytest.mark.slow
 def test_approval_feeds_exemplars_marking_edited_criteria(store: Store) -> None:
     rid = graded_session(store)
     captured: list[Any] = []
@@ -168,6 +174,7 @@ def test_cli_review_flow(store: Store, db_url: str, monkeypatch: pytest.MonkeyPa
     assert "edit by fac" in out.stdout and "Too quick to reassure." in out.stdout
 
 
+@pytest.mark.slow
 def test_queue_by_learner_and_review_of_a_session(store: Store) -> None:
     svc = service(store)
     mine = graded_session(store, learner="ana")
@@ -178,6 +185,7 @@ def test_queue_by_learner_and_review_of_a_session(store: Store) -> None:
     assert svc.for_session("no-such-session") is None
 
 
+@pytest.mark.slow
 def test_only_the_owner_gets_a_practice_run(store: Store) -> None:
     from roleplay.context import AppContext
     from roleplay.errors import NotFoundError

@@ -195,6 +195,7 @@ def _calibration(store: Store, tmp_path: Any) -> CalibrationService:
     return CalibrationService(store, catalog(), svc, anchors_dir=tmp_path, recent=20)
 
 
+@pytest.mark.slow
 def test_drift_is_weekly_page_by_page_and_agrees_with_the_replayed_grades(store: Store, tmp_path: Any) -> None:
     seed(store, 24 // HOURS_APART * 7 * 60)  # 60 weeks of sessions
     calibration = _calibration(store, tmp_path)
@@ -223,6 +224,7 @@ def test_drift_is_weekly_page_by_page_and_agrees_with_the_replayed_grades(store:
     assert report.drift_weeks == len(expected) and [p.week for p in report.drift] == [p.week for p in first.points]
 
 
+@pytest.mark.slow
 def test_statements_per_page_do_not_grow_with_the_sessions_stored(store: Store, tmp_path: Any) -> None:
     svc = ReviewService(store, catalog().rubric)
     calibration = _calibration(store, tmp_path)

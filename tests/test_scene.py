@@ -87,6 +87,7 @@ def replies(conv: Conversation, line: str) -> list[tuple[str, str]]:
     return [(t.who or "", t.text) for t in conv.transcript.turns[before + 1:]]
 
 
+@pytest.mark.slow
 def test_the_person_addressed_by_name_answers_first(scene: Scenario) -> None:
     conv = Conversation(scene, "novice", seed=1)
     conv.open()
@@ -101,6 +102,7 @@ def test_the_person_addressed_by_name_answers_first(scene: Scenario) -> None:
     assert conv.state.meeting is not None and conv.state.meeting.asked == {"priya": 2, "gareth": 1, "sipho": 1}
 
 
+@pytest.mark.slow
 def test_a_question_to_everyone_is_answered_by_several_but_never_by_the_quiet_member(scene: Scenario) -> None:
     conv = Conversation(scene, "novice", seed=2)
     conv.open()
@@ -136,6 +138,7 @@ def test_siding_with_one_costs_the_others_trust_and_they_speak_up(scene: Scenari
     assert conv.state.meeting.answer("no_sides") == "partial"
 
 
+@pytest.mark.slow
 def test_a_dominant_talker_cuts_across_until_the_floor_is_handed_back_twice(scene: Scenario) -> None:
     conv = Conversation(scene, "novice", seed=5)
     conv.open()
@@ -151,6 +154,7 @@ def test_a_dominant_talker_cuts_across_until_the_floor_is_handed_back_twice(scen
     assert facts.answer("interruptions_handled") == "yes"
 
 
+@pytest.mark.slow
 def test_reveals_come_only_from_the_person_who_holds_the_fact(scene: Scenario) -> None:
     conv = Conversation(scene, "novice", seed=6)
     conv.open()
@@ -169,6 +173,7 @@ def _llm_voice(stub: StubOpenAI) -> LLMVoice:
                                     max_retries=1, backoff_base=0.01, retry_after_max=0.05))
 
 
+@pytest.mark.slow
 def test_no_persona_model_context_holds_another_personas_secrets_or_an_unrevealed_fact(
         scene: Scenario, stub_llm: StubOpenAI) -> None:
     conv = Conversation(scene, "novice", voice=_llm_voice(stub_llm), seed=7)

@@ -70,6 +70,7 @@ def settings_store() -> Store:
 
 # --- 1. demo accounts only when asked for ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_no_demo_accounts_without_demo_and_one_line_on_how_to_create_one(start_app: Any) -> None:
     code, out, err = start_app()
     assert code == 0, err
@@ -81,6 +82,7 @@ def test_no_demo_accounts_without_demo_and_one_line_on_how_to_create_one(start_a
     store.close()
 
 
+@pytest.mark.slow
 def test_demo_after_terminal_practice_gives_every_demo_account_its_password(start_app: Any) -> None:
     store = settings_store()
     store.ensure_person("learner", "learner")  # what `roleplay practice --user learner` leaves behind
@@ -97,6 +99,7 @@ def test_demo_after_terminal_practice_gives_every_demo_account_its_password(star
     store.close()
 
 
+@pytest.mark.slow
 def test_demo_setting_seeds_like_the_flag(start_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROLEPLAY_DEMO", "1")
     code, out, _ = start_app()
@@ -106,6 +109,7 @@ def test_demo_setting_seeds_like_the_flag(start_app: Any, monkeypatch: pytest.Mo
     store.close()
 
 
+@pytest.mark.slow
 def test_a_demo_account_with_its_own_password_keeps_it(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'd.db'}")
     store.add_person("facilitator", "facilitator", password="chosen-by-the-admin")
@@ -115,6 +119,7 @@ def test_a_demo_account_with_its_own_password_keeps_it(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_account_notice_names_existing_roles(tmp_path: Path) -> None:
     app = AppContext()
     app.store.ensure_person("designer", "learner")
@@ -176,6 +181,7 @@ def test_one_client_trying_many_usernames_is_paused(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_unknown_and_password_less_users_cost_a_full_hash_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from roleplay import passwords
 
@@ -319,6 +325,7 @@ def test_downloads_age_out_and_go_on_close() -> None:
     assert not folder.root.exists()
 
 
+@pytest.mark.slow
 def test_the_app_serves_downloads_from_its_own_folder(isolated_settings: Path) -> None:
     import stat
 
@@ -422,6 +429,7 @@ def test_the_store_refuses_an_oversize_turn_or_grade_whole(tmp_path: Path) -> No
     store.close()
 
 
+@pytest.mark.slow
 def test_a_huge_persona_reply_or_grade_from_the_endpoint_stores_nothing(fault_server: FaultServer,  # noqa: F811 - the fixture imported above
                                                                         tmp_path: Path) -> None:
     from content import catalog
@@ -520,6 +528,7 @@ def assert_store_matches(app: AppContext, session_id: str) -> None:
     assert sess.state["learner_turns"] == len(sess.turns) // 2
 
 
+@pytest.mark.slow
 def test_two_tabs_pressing_end_grade_once(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = context_on(db_url, monkeypatch)
     session_id = practised_session(app)
@@ -543,6 +552,7 @@ def test_two_tabs_pressing_end_grade_once(db_url: str, monkeypatch: pytest.Monke
     app.close()
 
 
+@pytest.mark.slow
 def test_two_processes_grading_one_session_store_one_grade(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from roleplay.grader import grade_session
     from roleplay.store import AlreadyGraded
@@ -573,6 +583,7 @@ def test_two_processes_grading_one_session_store_one_grade(db_url: str, monkeypa
     second.close()
 
 
+@pytest.mark.slow
 def test_a_rejected_session_may_be_graded_again(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from roleplay.grader import grade_session
     from roleplay.store import AlreadyGraded
@@ -591,6 +602,7 @@ def test_a_rejected_session_may_be_graded_again(db_url: str, monkeypatch: pytest
     app.close()
 
 
+@pytest.mark.slow
 def test_two_tabs_sending_on_one_session_one_writer(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from roleplay.errors import RoleplayError
     from roleplay.practice import BUSY
@@ -618,6 +630,7 @@ def test_two_tabs_sending_on_one_session_one_writer(db_url: str, monkeypatch: py
     app.close()
 
 
+@pytest.mark.slow
 def test_two_processes_sending_on_one_session_stay_in_step(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from roleplay.errors import RoleplayError
     from roleplay.store import SESSION_CHANGED
@@ -685,6 +698,7 @@ def bad_sqlite_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+@pytest.mark.slow
 def test_a_bad_database_file_stops_the_app_with_one_line(tmp_path: Path, start_app: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     expected = {"garbage": "is not a roleplay database, or it is damaged",
@@ -726,6 +740,7 @@ def test_a_nul_byte_is_one_clear_line_on_every_database(db_url: str) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_grade_refuses_devices_and_unreadable_files_in_one_line(tmp_path: Path) -> None:
     import os
 

@@ -97,6 +97,7 @@ def test_bad_url_is_a_clear_error() -> None:
         Store("not a url at all")
 
 
+@pytest.mark.slow
 def test_passwords_are_hashed_and_checked(store: Store) -> None:
     store.add_person("dana", "facilitator")
     assert store.authenticate("dana", "anything") is None  # no password set yet
@@ -143,6 +144,7 @@ def test_an_older_pbkdf2_password_still_signs_in_and_is_rehashed(store: Store) -
     assert store.authenticate("olga", "old-pass") is not None  # and the new hash works
 
 
+@pytest.mark.slow
 def test_demo_people_are_seeded_idempotently_even_when_others_exist(store: Store) -> None:
     store.add_person("ana", "learner")
     store.ensure_person("learner", "learner")  # no password, as `roleplay practice --user learner` leaves it

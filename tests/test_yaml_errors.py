@@ -198,6 +198,7 @@ def test_a_yaml_alias_bomb_is_refused_with_one_line_instead_of_hanging(tmp_path:
         load_scenario(path)
 
 
+@pytest.mark.slow
 def test_deep_nesting_is_refused_with_the_file_named(tmp_path: Path) -> None:
     from roleplay.errors import ScenarioError
     from roleplay.scenario import load_scenario
