@@ -134,8 +134,8 @@ def learner_is_refused_review(page, server: App, tag: str) -> None:  # type: ign
     expect(page.locator("#tab-review-button")).to_have_count(0)
     expect(page.locator("#review-approve")).to_be_hidden()
     # the learner's own signed-in session calling the queue endpoint directly: refused by the handler's role check
-    call = page.request.post(server.url + "gradio_api/call/load_queue", data={"data": ["pending"]})
-    result = page.request.get(server.url + f"gradio_api/call/load_queue/{call.json()['event_id']}").text()
+    call = page.request.post(server.url + "gradio_api/call/first_page", data={"data": ["pending"]})
+    result = page.request.get(server.url + f"gradio_api/call/first_page/{call.json()['event_id']}").text()
     assert "event: error" in result and "The Review page is for facilitators" in result
     shot(page, f"{tag}-review-refused")
 
