@@ -226,8 +226,7 @@ def test_the_scene_is_stored_with_speakers_and_resumes_where_it_stopped(scene: S
 
 def test_a_learner_who_lets_one_person_dominate_sees_it_in_the_airtime_and_the_grade() -> None:
     rubric = load_rubric("rubrics/meeting-facilitation.yaml")
-    if not rubric.criterion("frames-the-meeting").meeting_checks:
-        pytest.skip("the shipped meeting rubric has no meeting checks yet")
+    assert rubric.criterion("frames-the-meeting").meeting_checks  # the shipped rubric caps airtime by the facts
     lopsided = MeetingFacts(words={"learner": 60, "gareth": 400, "priya": 20}, present=["gareth", "priya"])
     even = MeetingFacts(words={"learner": 60, "gareth": 200, "priya": 190}, present=["gareth", "priya"])
     assert lopsided.balance() < 0.6 <= 0.8 <= even.balance()
@@ -309,3 +308,13 @@ def test_actions_with_an_owner_or_a_time_are_counted_and_framing_is_not(scene: S
     assert [d.turn for d in facts.decisions] == [2]
     assert set(facts.decisions[0].owners) == {"priya", "gareth"}
     assert facts.answer("owners_named") == "yes"
+
+
+def test_the_meeting_facts_block_shows_the_balance_and_leaves_the_shares_to_the_bars(scene: Scenario) -> None:
+    from roleplay.ui.render import CastView, airtime_html
+
+    facts = MeetingFacts(words={"learner": 60, "gareth": 400, "priya": 20}, present=["gareth", "priya"],
+                         asked={"gareth": 2})
+    html = airtime_html(facts, CastView(scene))
+    assert "Balance of the others&#x27; airtime" in html and "Airtime (share of words)" not in html
+    assert html.count('class="rp-bar"') == 3

@@ -122,7 +122,9 @@ def airtime_html(facts: Any, cast: CastView) -> str:
         colour = "#4f46e5" if who == "learner" else cast.colour(who)
         rows.append(f'<tr><td>{esc(name)}</td><td><span class="rp-bar" style="--rp-colour:{esc(colour)};'
                     f'width:{max(2, int(share * 240))}px"></span> {share:.0%}</td></tr>')
-    notes = "".join(f"<li>{esc(line)}</li>" for line in facts.summary_lines(cast.names())[1:])
+    # the bars show the shares; the other counted facts (balance, who was asked, sides, ...) as a list
+    notes = "".join(f"<li>{esc(line)}</li>" for line in facts.summary_lines(cast.names())
+                    if not line.startswith("Airtime (share of words)"))
     return (f'<div class="rp-meeting" id="meeting-facts"><h4>Meeting facts</h4>'
             f'<table class="rp-airtime">{"".join(rows)}</table><ul>{notes}</ul></div>')
 
