@@ -155,9 +155,15 @@ def _private_gradio_cache(app: AppContext) -> None:
     _GRADIO_TEMP.append(folder)
 
 
-def launch_options() -> dict[str, Any]:
-    """Keyword arguments for `demo.launch()`: sign-in (throttled), theme, styles, the request guard and upload cap."""
+def launch_options(context: AppContext | None = None) -> dict[str, Any]:
+    """Keyword arguments for `demo.launch()`: sign-in (throttled), theme, styles, the request guard and upload cap, and
+    the HTTP routes served beside the pages (`roleplay.ui.routes`) for the app of `context` (the app's own when None)."""
     from starlette.middleware import Middleware
 
+    from roleplay.ui.common import ctx
+    from roleplay.ui.routes import extra_routes
+
+    routes = extra_routes(context or ctx())
     return {"auth": auth_callable(), "auth_message": AUTH_MESSAGE, "theme": THEME, "css": CSS,
-            "footer_links": [], "max_file_size": MAX_UPLOAD, "app_kwargs": {"middleware": [Middleware(RequestGuard)]}}
+            "footer_links": [], "max_file_size": MAX_UPLOAD,
+            "app_kwargs": {"middleware": [Middleware(RequestGuard)], "routes": routes}}

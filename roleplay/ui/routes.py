@@ -1,0 +1,19 @@
+"""HTTP routes served beside the Gradio pages: what other systems call (an LMS launching a tool, a SCORM package
+asking for a result) and links people follow from outside the app (an email's link back to a drill).
+
+Each feature module that answers HTTP owns its routes and exposes them as `routes()`; this module only lists them.
+They are added to the app before Gradio's own routes (`launch_options()`), outside Gradio's sign-in: each route
+checks what it is given itself (a signed launch, a signed link).
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from roleplay.context import AppContext
+
+
+def extra_routes(context: AppContext) -> list[BaseRoute]:
+    """Every route served beside the pages, for the app of `context`."""
+    found: list[BaseRoute] = []
+    return found
