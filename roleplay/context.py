@@ -195,7 +195,7 @@ class AppContext:
         """The review workflow; approvals feed the grader's exemplar store."""
         from roleplay.review import ReviewService
 
-        return ReviewService(self.store, self.rubric, on_approved=self.add_exemplars)
+        return ReviewService(self.store, self.rubric, on_approved=[self.add_exemplars])
 
     def rubric(self, rubric_id: str):  # noqa: ANN201 - the Rubric of the current catalog
         """A rubric of the current catalog (follows reloads)."""

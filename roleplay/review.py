@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -202,14 +202,16 @@ class ReviewService:
     Args:
         store: The database.
         rubric_for: Returns the rubric by id (to recompute edited grades).
-        on_approved: Called with the approved ReviewView (e.g. to add exemplars); failures there never undo an approval.
+        on_approved: Each called in turn with the approved ReviewView once the approval is stored (adding exemplars,
+            passing the score to an LMS, queueing a statement for the LRS); a failure in one is logged, never undoes
+            the approval and does not keep the others from running.
     """
 
     def __init__(self, store: Store, rubric_for: Callable[[str], Rubric],
-                 on_approved: Callable[[ReviewView], None] | None = None) -> None:
+                 on_approved: Sequence[Callable[[ReviewView], None]] = ()) -> None:
         self.store = store
         self.rubric_for = rubric_for
-        self.on_approved = on_approved
+        self.on_approved = list(on_approved)
 
     def queue(self, status: ReviewStatus | str | None = ReviewStatus.PENDING,
               learner: str | None = None) -> list[ReviewView]:
@@ -363,11 +365,13 @@ class ReviewService:
                                payload={"changes": [c.model_dump(exclude_none=True) for c in changes or []]}))
             record_notice(db, review_id=review_id, session=sess, actor_id=actor.id, action=action, comment=comment)
         view = self.get(review_id)
-        if action == "approve" and self.on_approved is not None:
-            try:
-                self.on_approved(view)
-            except Exception:  # noqa: BLE001 - exemplars are a bonus; the approval stands
-                log.exception("review %s is approved, but its exemplars were not stored", review_id)
+        if action == "approve":
+            for listener in self.on_approved:
+                try:
+                    listener(view)
+                except Exception:  # noqa: BLE001 - what follows an approval never undoes it
+                    log.exception("review %s is approved, but %s failed", review_id,
+                                  getattr(listener, "__qualname__", repr(listener)))
         return view
 
     @staticmethod

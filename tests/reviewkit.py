@@ -30,4 +30,4 @@ def graded_session(store: Store, learner: str = "ana", scenario_id: str = "misse
 
 
 def service(store: Store, on_approved=None) -> ReviewService:  # type: ignore[no-untyped-def]
-    return ReviewService(store, catalog().rubric, on_approved)
+    return ReviewService(store, catalog().rubric, [on_approved] if on_approved else ())
