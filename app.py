@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roleplay: {engine}; data in {cfg.data_dir}; open http://{cfg.host}:{cfg.port}", flush=True)
         if notice:
             print(notice, flush=True)
+        if app.start_nudges():
+            print(f"drill reminders: due drills emailed through {cfg.smtp_host} every {cfg.nudge_interval:g} s",
+                  flush=True)
         from roleplay.ui import build_app
         from roleplay.ui.app import launch_options
 

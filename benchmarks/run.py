@@ -7,8 +7,9 @@
     python benchmarks/run.py --base-url http://127.0.0.1:8080/v1 --model local   # persona + grading on that endpoint
 
 Sections: persona (1), streaming (2), grading (3), batch (4), sessions (5), offline (6), reader (7), login (8), scene (9),
-reads (10). All traffic stays on 127.0.0.1 unless --base-url names another endpoint (then only the persona and grading
-sections go there); all data goes to a temp dir that is removed at the end; only benchmarks/results.md is written.
+reads (10), app (11). All traffic stays on 127.0.0.1 unless --base-url names another endpoint (then only the persona
+and grading sections go there); all data goes to a temp dir that is removed at the end; only benchmarks/results.md is
+written.
 See benchmarks/README.md for what each figure means.
 """
 
@@ -28,11 +29,12 @@ from datetime import UTC, datetime
 
 from benchlib import BENCH_DIR, Endpoint, SectionResult, StubProcess, isolate, machine
 
-SECTIONS = ("persona", "streaming", "grading", "batch", "sessions", "offline", "reader", "login", "scene", "reads")
+SECTIONS = ("persona", "streaming", "grading", "batch", "sessions", "offline", "reader", "login", "scene", "reads",
+            "app", "jobs")
 NUMBER = {name: str(i) for i, name in enumerate(SECTIONS, 1)}
 ENDPOINT_SECTIONS = ("persona", "grading")
 """The sections that run against --base-url; the others keep measuring against the stub."""
-STUB_SECTIONS = ("persona", "streaming", "grading", "batch", "sessions", "scene")
+STUB_SECTIONS = ("persona", "streaming", "grading", "batch", "sessions", "scene", "jobs")
 MODES = ("json_schema", "json_object", "prompt")
 
 
@@ -195,6 +197,15 @@ def _run_section(name: str, stub: StubProcess | None, args: argparse.Namespace,
         import bench_reads
 
         return bench_reads.run(quick=args.quick)
+    if name == "app":
+        import bench_app
+
+        return bench_app.run(quick=args.quick)
+    if name == "jobs":
+        import bench_jobs
+
+        assert stub is not None
+        return bench_jobs.run(stub, quick=args.quick)
     import bench_offline
 
     return bench_offline.run(quick=args.quick)

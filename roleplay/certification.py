@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from roleplay.badges import badge_credential, identity_matches, load_or_create_signing_key, verify_credential
 from roleplay.catalog import Catalog
-from roleplay.drills import Drill, drills_of, plan_drills, schedule_drills
+from roleplay.drills import Drill, drills_of, mark_done, plan_drills, schedule_drills
 from roleplay.errors import CertificationError, NotFoundError, PermissionDenied
 from roleplay.models import (
     CertificationRow,
@@ -519,6 +519,10 @@ class CertificationService:
     def drills(self, username: str) -> list[Drill]:
         """The learner's reinforcement drills, soonest first."""
         return drills_of(self.store, self.programme, self.catalog, username)
+
+    def mark_drill_done(self, username: str, drill_id: int) -> Drill:
+        """Mark one of the learner's reinforcement drills done (see `roleplay.drills.mark_done`)."""
+        return mark_done(self.store, self.programme, self.catalog, username, drill_id, clock=self.clock)
 
     def certificate(self, username: str, sprint: str) -> dict[str, Any]:
         """The signed credential issued for a sprint.

@@ -1,4 +1,4 @@
-"""The `roleplay` command line: validate, schema, people, practice, grade, review, eval, serve."""
+"""The `roleplay` command line: validate, schema, people, practice, grade, review, eval, worker, serve."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from roleplay.cli_common import CliGroup, app_context
 from roleplay.errors import RoleplayError
 
 
-@click.group(cls=CliGroup, lazy={"certify": "roleplay.cli_certify:certify", "export": "roleplay.cli_certify:export"})
+@click.group(cls=CliGroup, lazy={"certify": "roleplay.cli_certify:certify", "export": "roleplay.cli_certify:export",
+                                  "lti": "roleplay.cli_lti:lti", "xapi": "roleplay.cli_xapi:xapi",
+                                  "analytics": "roleplay.cli_analytics:analytics"})
 @click.version_option(package_name="roleplay", prog_name="roleplay", message="%(prog)s %(version)s")
 def main() -> None:
     """Practise hard conversations against an AI persona; grade, review and certify."""
@@ -67,14 +69,31 @@ def people() -> None:
 @click.option("--role", type=click.Choice(["learner", "facilitator", "designer"]), required=True)
 @click.option("--name", "display_name", default=None, help="Display name (defaults to the username).")
 @click.option("--password", is_flag=True, help="Ask for a sign-in password for the web app.")
-def people_add(username: str, role: str, display_name: str | None, password: bool) -> None:
+@click.option("--email", default=None, help="Where drill reminders are emailed.")
+def people_add(username: str, role: str, display_name: str | None, password: bool, email: str | None) -> None:
     """Add a person with a role."""
     from roleplay.models import Role
+    from roleplay.people import PeopleService, check_email
 
     store = app_context().store
+    address = check_email(email)
     secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
     person = store.add_person(username, Role(role), display_name, password=secret)
-    click.echo(f"added {person.username} ({person.role})" + (" with a password" if secret else ""))
+    if address:
+        PeopleService(store).set_email(person.username, address)
+    click.echo(f"added {person.username} ({person.role})" + (" with a password" if secret else "")
+               + (f", email {address}" if address else ""))
+
+
+@people.command("set")
+@click.argument("username")
+@click.option("--email", required=True, help="Where drill reminders are emailed ('' removes it).")
+def people_set(username: str, email: str) -> None:
+    """Change someone's details: the email address drill reminders go to."""
+    from roleplay.people import PeopleService
+
+    address = PeopleService(app_context().store).set_email(username, email)
+    click.echo(f"email of {username}: {address}" if address else f"email of {username} removed")
 
 
 @people.command("password")
@@ -376,6 +395,38 @@ def calibrate_score(anchor_id: str, username: str, levels: tuple[str, ...]) -> N
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}"
+
+
+@main.group(cls=CliGroup)
+def nudges() -> None:
+    """Reinforcement drill reminders by email."""
+
+
+@nudges.command("send")
+@click.option("--dry-run", is_flag=True, help="Show the emails that are due; send and record nothing.")
+def nudges_send(dry_run: bool) -> None:
+    """Email every learner whose reinforcement drill is due, once (for cron; exits 1 when an email failed)."""
+    report = app_context().nudges.send_due(dry_run=dry_run)
+    for outcome in report.outcomes:
+        click.echo(outcome.line())
+    click.echo(report.summary())
+    if report.count("failed"):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes to start (each grades on its own threads).")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Grading threads per process (a grade mostly waits for the model).")
+def worker(processes: int, threads: int) -> None:
+    """Grade ended sessions from the queue on Redis (ROLEPLAY_REDIS_URL) until stopped with Ctrl-C or SIGTERM.
+
+    Start as many as you like, on any machine that shares the database; each job is graded once.
+    """
+    from roleplay.jobs import serve_processes
+
+    sys.exit(serve_processes(processes, threads))
 
 
 @main.command()

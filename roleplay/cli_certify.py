@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from roleplay.cli_common import app_context, CliGroup
+from roleplay.cli_common import CliGroup, app_context
+
 
 @click.group(cls=CliGroup)
 def certify() -> None:
@@ -67,7 +68,7 @@ def certify_issue(username: str, sprint: str, facilitator: str, comment: str) ->
 
 @click.group(cls=CliGroup)
 def export() -> None:
-    """Export results as xAPI statements or Open Badges credentials."""
+    """Export results as xAPI statements or Open Badges credentials, and scenarios as SCORM packages."""
 
 
 @export.command("xapi")
@@ -75,13 +76,14 @@ def export() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSON here instead of stdout.")
 @click.option("--send", is_flag=True, help="Also send to the LRS (ROLEPLAY_LRS_URL, ROLEPLAY_LRS_KEY, ROLEPLAY_LRS_SECRET).")
 def export_xapi_cmd(learner: str | None, out: Path | None, send: bool) -> None:
-    """xAPI 1.0.3 statements for approved sessions (the approved score, not the AI's)."""
+    """xAPI statements for approved sessions (the approved score, not the AI's), in ROLEPLAY_LRS_VERSION's form."""
     from roleplay.review import approved_results
     from roleplay.xapi import export_xapi, send_to_lrs, xapi_statement
 
     app = app_context()
     lrs = app.lrs() if send else None  # a missing LRS is reported before anything is written
-    statements = [xapi_statement(r, app.catalog.scenarios.get(r.scenario_id), config=app.xapi)
+    statements = [xapi_statement(r, app.catalog.scenarios.get(r.scenario_id), config=app.xapi,
+                                 version=app.settings.lrs_version)
                   for r in approved_results(app.reviews, learner)]
     text = export_xapi(statements)
     if out:
@@ -117,3 +119,18 @@ def export_public_key() -> None:
     from roleplay.badges import public_key_pem
 
     click.echo(public_key_pem(app_context().settings.data_dir), nl=False)
+
+
+@export.command("scorm")
+@click.argument("scenario_id", metavar="SCENARIO")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="The zip to write (default: SCENARIO-scorm12.zip here).")
+@click.option("--app-url", default=None, help="The app's address as learners open it (default: ROLEPLAY_PUBLIC_URL).")
+def export_scorm_cmd(scenario_id: str, out: Path | None, app_url: str | None) -> None:
+    """A SCORM 1.2 package of a scenario for an LMS; it reports the learner's approved result."""
+    from roleplay.scorm import export_scorm
+
+    path, package = export_scorm(app_context(), scenario_id, out, app_url)
+    mastery = (f"mastery score {package.mastery:g}" if package.mastery is not None
+               else "no mastery score: must-pass criteria decide too, so the package reports passed or failed itself")
+    click.echo(f"SCORM 1.2 package of '{package.title}' written to {path} ({mastery}); upload it to your LMS")

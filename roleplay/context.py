@@ -16,6 +16,8 @@ from roleplay.config import Settings, load_settings
 from roleplay.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from roleplay.buddies import BuddyService
     from roleplay.calibration import CalibrationService
     from roleplay.catalog import Catalog
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
     from roleplay.exemplars import ExemplarStore
     from roleplay.files import DownloadFolder
     from roleplay.grader import Judge
+    from roleplay.jobs import GradingJobs
     from roleplay.llm import ChatModel
+    from roleplay.lrs import Outbox
+    from roleplay.nudges import NudgeScheduler, NudgeService
     from roleplay.persona import Voice
     from roleplay.practice import PracticeRun
     from roleplay.programme import Programme
@@ -117,6 +122,23 @@ class AppContext:
 
         return LRSConfig.from_settings(self.settings)
 
+    @cached_property
+    def outbox(self) -> Outbox:
+        """Approved results' xAPI statements on their way to the LRS (`roleplay.lrs`); no sender until started."""
+        from roleplay.lrs import Outbox
+        from roleplay.review import ReviewService
+
+        return Outbox(self.store, self.settings, ReviewService(self.store, self.rubric).get,
+                      lambda scenario_id: self.catalog.scenarios.get(scenario_id))
+
+    def lrs_listeners(self) -> list[Callable[[ReviewView], None]]:
+        """With ROLEPLAY_LRS_URL set: queue each approval's statement and start the background sender (stopped by
+        `close`); none otherwise."""
+        if not self.settings.lrs_url:
+            return []
+        self.outbox.start_sender()
+        return [self.outbox.on_approved]
+
     # -- engines -------------------------------------------------------------------------------------------
     def voice(self, offline: bool = False) -> Voice:
         """The LLM voice when an endpoint is configured (and not `offline`), else the scripted voice."""
@@ -192,10 +214,16 @@ class AppContext:
     # -- services ------------------------------------------------------------------------------------------
     @cached_property
     def reviews(self) -> ReviewService:
-        """The review workflow; approvals feed the grader's exemplar store."""
+        """The review workflow; approvals feed the grader's exemplar store (and LMS grade books, when set up)."""
         from roleplay.review import ReviewService
 
-        return ReviewService(self.store, self.rubric, on_approved=[self.add_exemplars])
+        listeners: list[Any] = [self.add_exemplars]
+        if self.settings.lti_config is not None:  # an approved score goes back to the LMS the session came from
+            from roleplay.lti_grades import listener
+
+            listeners.append(listener(self))
+        listeners.extend(self.lrs_listeners())  # statements queued for the LRS, delivered after the commit
+        return ReviewService(self.store, self.rubric, on_approved=listeners)
 
     def rubric(self, rubric_id: str):  # noqa: ANN201 - the Rubric of the current catalog
         """A rubric of the current catalog (follows reloads)."""
@@ -224,6 +252,27 @@ class AppContext:
         return BuddyService(self.store)
 
     @cached_property
+    def nudges(self) -> NudgeService:
+        """Reinforcement reminder emails, their signed links and each learner's choice to get them."""
+        from roleplay.nudges import NudgeService
+
+        return NudgeService.from_settings(self.settings, self.store, self.programme, self.catalog)
+
+    def start_nudges(self) -> NudgeScheduler | None:
+        """Start the web app's background sender of due drill reminders when a mail server is configured (every
+        ROLEPLAY_NUDGE_INTERVAL seconds; stopped by `close`); None when none is configured."""
+        from roleplay.mail import public_base
+        from roleplay.nudges import NudgeScheduler
+
+        if not self.settings.smtp_host:
+            return None
+        if "nudge_scheduler" not in self.__dict__:
+            public_base(self.settings)  # a missing public address is said at start, not hourly in the log
+            service = self.nudges
+            self.__dict__["nudge_scheduler"] = NudgeScheduler(service.send_due, self.settings.nudge_interval).start()
+        return self.__dict__["nudge_scheduler"]
+
+    @cached_property
     def calibration(self) -> CalibrationService:
         """Blind anchor scoring and the agreement report (the grader's anchor levels are kept)."""
         from roleplay.calibration import CalibrationService
@@ -231,6 +280,24 @@ class AppContext:
         return CalibrationService(self.store, self.catalog, self.reviews, judge=self.judge(),
                                   anchors_dir=self.settings.anchors_dir,
                                   drift_threshold=self.settings.drift_threshold)
+
+    @cached_property
+    def jobs(self) -> GradingJobs:
+        """The grading queue: on Redis when ROLEPLAY_REDIS_URL is set (workers grade), else this process's threads."""
+        from roleplay.jobs import GradingJobs
+
+        cfg = self.settings
+        jobs = GradingJobs(self.store, self.grade_stored, redis_url=cfg.redis_url, namespace=cfg.redis_namespace,
+                           threads=cfg.grading_threads, stale_after=cfg.grading_stale_after)
+        if cfg.redis_url is None:
+            jobs.resend_stale()  # the jobs an earlier app process did not finish
+        return jobs
+
+    def grade_stored(self, session_id: str) -> None:
+        """Grade a stored session with the configured judge and store the grade (a grading job's work)."""
+        from roleplay.grader import grade_session
+
+        grade_session(self.store, session_id, self.judge(), self.catalog)
 
     # -- accounts ------------------------------------------------------------------------------------------
     def account_notice(self, demo: bool = False) -> str | None:
@@ -253,24 +320,33 @@ class AppContext:
 
     # -- practice ------------------------------------------------------------------------------------------
     def run(self, session_id: str, username: str | None = None) -> PracticeRun:
-        """The live run of a session, resumed from the store when this process does not hold it (or its last turn
-        failed half-way).
+        """The live run of a session, as the store has it: any app process can serve any turn.
+
+        A run this process holds is used when the store has no turn it lacks (one query, no turns loaded); otherwise
+        (another process took turns meanwhile, this one never saw the session, or its last turn failed half-way) the
+        conversation is rebuilt from the store.
 
         Args:
-            username: When given, only that learner's own session is returned (else PermissionDenied).
-        """
-        from roleplay.practice import check_owner, resume_practice
+            username: When given, only that learner's own session is returned.
 
-        if username is not None:
-            check_owner(self.store, session_id, username)
+        Raises:
+            NotFoundError: no such session.
+            PermissionDenied: the session belongs to someone other than `username`.
+        """
+        from roleplay.errors import PermissionDenied
+        from roleplay.practice import resume_practice
+
+        head = self.store.session_head(session_id)
+        if username is not None and head.owner != username:
+            raise PermissionDenied("that session belongs to someone else")
         with self._runs_lock:
             run = self.runs.get(session_id)
-            if run is None or run.stale:
-                sess = self.store.get_session(session_id)
-                run = resume_practice(self.store, session_id, self.catalog,
-                                      self.voice(offline=sess.engine == "offline"), model_name=self.settings.model,
-                                      reader=self.reader(offline=sess.engine == "offline"))
-                self._remember(run)
+            if run is not None and not run.stale and (run.busy or len(run.conversation.transcript.turns) == head.turns):
+                return run  # a run answering a message is returned as it is: a second message is refused (BUSY)
+        offline = head.engine == "offline"
+        run = resume_practice(self.store, session_id, self.catalog, self.voice(offline=offline),
+                              model_name=self.settings.model, reader=self.reader(offline=offline))
+        self.remember(run)
         return run
 
     def remember(self, run: PracticeRun) -> None:
@@ -285,10 +361,10 @@ class AppContext:
 
     def close(self) -> None:
         """Release the database and model connections."""
-        for name in ("store", "model", "downloads"):
+        for name in ("jobs", "nudge_scheduler", "outbox", "store", "model", "downloads"):
             part = self.__dict__.pop(name, None)
             if part is not None:
                 part.close()
-        for name in ("reviews", "certification", "buddies", "calibration", "signin"):
+        for name in ("reviews", "certification", "buddies", "calibration", "signin", "nudges"):
             self.__dict__.pop(name, None)
         self.runs.clear()

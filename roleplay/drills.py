@@ -1,22 +1,25 @@
 """Reinforcement drills: practice scheduled some days after a sprint is signed off, to keep the skill fresh.
 
 The programme's `reinforcement` steps say when (days after sign-off) and why; each drill is a scenario of the
-certified sprint at the certified level, the least practised scenarios first.
+certified sprint at the certified level, the least practised scenarios first. A drill is done when the learner marks
+it done, or when it was practised before its reminder went out (a session of its scenario at its level or harder,
+started on or after its due date: the sender marks it done instead of emailing). Reminders are `roleplay.nudges`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from roleplay.catalog import Catalog
-from roleplay.models import DrillStatus, ReinforcementDrill
+from roleplay.errors import CertificationError, NotFoundError
+from roleplay.models import DrillStatus, PracticeSession, ReinforcementDrill, utcnow
 from roleplay.programme import Programme
-from roleplay.scenario import Scenario
+from roleplay.scenario import LEVELS, Scenario
 from roleplay.store import Store, person_in
 
 
@@ -31,7 +34,15 @@ class Drill(BaseModel):
     after_days: int = Field(description="Days after sign-off.")
     due_on: date = Field(description="Date the drill is due.")
     purpose: str = Field(description="Why this drill.")
-    status: str = Field(description="'scheduled' (the only state so far).")
+    status: str = Field(description="scheduled, sending (its reminder is being emailed), sent (emailed) or done.")
+    id: int | None = Field(default=None, description="The stored drill's id (None while only planned).")
+    sent_at: datetime | None = Field(default=None, description="When its reminder email went out.")
+    done_at: datetime | None = Field(default=None, description="When it was marked done (or practised).")
+
+    @property
+    def done(self) -> bool:
+        """Whether the learner has done this drill."""
+        return self.status == DrillStatus.DONE
 
 
 def plan_drills(programme: Programme, sprint: str, scenarios: Sequence[Scenario], level: str,
@@ -61,11 +72,37 @@ def plan_drills(programme: Programme, sprint: str, scenarios: Sequence[Scenario]
 
 
 def schedule_drills(db: Session, plan: Iterable[Drill], *, certification_id: int, person_id: int) -> None:
-    """Store a planned sign-off's drills in the session `db` (committed with the sign-off)."""
+    """Store a planned sign-off's drills in the session `db` (committed with the sign-off); each gets its id."""
     for d in plan:
-        db.add(ReinforcementDrill(certification_id=certification_id, person_id=person_id, sprint=d.sprint,
-                                  scenario_id=d.scenario_id, level=d.level, after_days=d.after_days,
-                                  due_on=d.due_on, status=DrillStatus.SCHEDULED))
+        row = ReinforcementDrill(certification_id=certification_id, person_id=person_id, sprint=d.sprint,
+                                 scenario_id=d.scenario_id, level=d.level, after_days=d.after_days,
+                                 due_on=d.due_on, status=DrillStatus.SCHEDULED)
+        db.add(row)
+        db.flush()
+        d.id = row.id
+
+
+def harder_or_equal(level: str) -> list[str]:
+    """`level` and the levels above it."""
+    return list(LEVELS[LEVELS.index(level):]) if level in LEVELS else [level]
+
+
+def practised_at(db: Session, row: ReinforcementDrill) -> datetime | None:
+    """When the learner first practised the drill (its scenario at its level or harder, started on or after its due
+    date), or None."""
+    since = datetime.combine(row.due_on, time(), tzinfo=UTC)
+    return db.scalar(select(PracticeSession.started_at)
+                     .where(PracticeSession.person_id == row.person_id, PracticeSession.scenario_id == row.scenario_id,
+                            PracticeSession.level.in_(harder_or_equal(row.level)), PracticeSession.started_at >= since)
+                     .order_by(PracticeSession.started_at).limit(1))
+
+
+def _drill(row: ReinforcementDrill, catalog: Catalog, purposes: dict[int, str]) -> Drill:
+    scn = catalog.scenarios.get(row.scenario_id)
+    return Drill(id=row.id, sprint=row.sprint, scenario_id=row.scenario_id,
+                 scenario_title=scn.title if scn else row.scenario_id, level=row.level, after_days=row.after_days,
+                 due_on=row.due_on, purpose=purposes.get(row.after_days, ""), status=row.status, sent_at=row.sent_at,
+                 done_at=row.done_at)
 
 
 def drills_of(store: Store, programme: Programme, catalog: Catalog, username: str) -> list[Drill]:
@@ -75,10 +112,30 @@ def drills_of(store: Store, programme: Programme, catalog: Catalog, username: st
         person = person_in(db, username)
         rows = list(db.scalars(select(ReinforcementDrill).where(ReinforcementDrill.person_id == person.id)
                                .order_by(ReinforcementDrill.due_on, ReinforcementDrill.sprint)))
-    out = []
-    for r in rows:
-        scn = catalog.scenarios.get(r.scenario_id)
-        out.append(Drill(sprint=r.sprint, scenario_id=r.scenario_id, scenario_title=scn.title if scn else r.scenario_id,
-                         level=r.level, after_days=r.after_days, due_on=r.due_on,
-                         purpose=purposes.get(r.after_days, ""), status=r.status))
-    return out
+    return [_drill(r, catalog, purposes) for r in rows]
+
+
+def mark_done(store: Store, programme: Programme, catalog: Catalog, username: str, drill_id: int,
+              clock: Callable[[], datetime] = utcnow) -> Drill:
+    """Mark one of the learner's drills done (its reminder, if not sent yet, is then never sent).
+
+    Raises:
+        NotFoundError: the learner has no drill `drill_id`.
+        CertificationError: it is done already.
+    """
+    purposes = {r.after_days: r.purpose for r in programme.reinforcement}
+    now = clock()
+    with store.session() as db:
+        person = person_in(db, username)
+        row = db.scalar(select(ReinforcementDrill).where(ReinforcementDrill.id == drill_id,
+                                                         ReinforcementDrill.person_id == person.id))
+        if row is None:
+            raise NotFoundError(f"you have no reinforcement drill {drill_id}; reload your Progress page")
+        if row.status == DrillStatus.DONE:
+            raise CertificationError(f"that drill was already done on {row.done_at:%d %b %Y}" if row.done_at
+                                     else "that drill is already done")
+        db.execute(update(ReinforcementDrill).where(ReinforcementDrill.id == row.id,
+                                                    ReinforcementDrill.status != DrillStatus.DONE)
+                   .values(status=DrillStatus.DONE, done_at=now))
+        db.refresh(row)
+    return _drill(row, catalog, purposes)

@@ -396,14 +396,22 @@ class LLMJudge:
                 return None
         return self._reader
 
-    def _relevant(self, quote: str, criterion: Criterion, scenario: Scenario | None, level: int) -> bool:
-        """The quote does what the criterion looks for (for level 3 and above), or what it looks for or against."""
+    def _relevant(self, quote: str, criterion: Criterion, scenario: Scenario | None, level: int,
+                  read: dict[str, set[str]] | None = None) -> bool:
+        """The quote does what the criterion looks for (for level 3 and above), or what it looks for or against.
+
+        Args:
+            read: The moves of quotes already read in this grade (a quote cited for several criteria is read once).
+        """
         reader = self.reader
         if reader is None:
             return True
         from roleplay.reader import ReadContext
 
-        moves = set(reader.read(quote, ReadContext(scenario=scenario)).moves)
+        read = {} if read is None else read
+        moves = read.get(quote)
+        if moves is None:
+            moves = read[quote] = set(reader.read(quote, ReadContext(scenario=scenario)).moves)
         if "off_topic" in moves:
             return False
         present = {m for ch in criterion.checks if ch.expect == "present" for m in ch.moves}
@@ -413,6 +421,7 @@ class LLMJudge:
     def _criteria(self, judged: dict[str, JudgedCriterion], transcript: Transcript, rubric: Rubric,
                   scenario: Scenario | None) -> dict[str, CriterionGrade]:
         uses: dict[str, int] = {}
+        read: dict[str, set[str]] = {}
         out: dict[str, CriterionGrade] = {}
         for criterion in rubric.criteria:
             j = judged.get(criterion.id)
@@ -432,7 +441,7 @@ class LLMJudge:
                     reasons.append(f"too short to show anything: {q!r}")
                 elif uses.get(key, 0) >= MAX_USES_PER_QUOTE:
                     reasons.append(f"already used for {MAX_USES_PER_QUOTE} other criteria: {q[:80]!r}")
-                elif not self._relevant(q, criterion, scenario, j.level):
+                elif not self._relevant(q, criterion, scenario, j.level, read):
                     reasons.append(f"does not show this criterion: {q[:80]!r}")
                 else:
                     evidence.append(q)

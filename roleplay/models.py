@@ -53,9 +53,12 @@ class NoticeKind(StrEnum):
 
 
 class DrillStatus(StrEnum):
-    """A scheduled reinforcement drill."""
+    """A reinforcement drill: scheduled, its reminder being sent (claimed) or sent, and done by the learner."""
 
     SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    DONE = "done"
 
 
 def utcnow() -> datetime:
@@ -84,6 +87,8 @@ class Person(Base):
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    email: Mapped[str | None] = mapped_column(String(320))  # where reinforcement reminders go
+    unsubscribed_at: Mapped[datetime | None]  # when they turned reminder emails off (None: on)
 
 
 class CalibrationRating(Base):
@@ -223,7 +228,8 @@ class ReinforcementDrill(Base):
     """A practice drill scheduled after a certification, to keep the skill fresh."""
 
     __tablename__ = "reinforcement_drills"
-    __table_args__ = (UniqueConstraint("certification_id", "after_days"),)
+    __table_args__ = (UniqueConstraint("certification_id", "after_days"),
+                      Index("ix_reinforcement_drills_status_due_on", "status", "due_on"))
     id: Mapped[int] = mapped_column(primary_key=True)
     certification_id: Mapped[int] = mapped_column(ForeignKey("certifications.id"), index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
@@ -233,6 +239,11 @@ class ReinforcementDrill(Base):
     after_days: Mapped[int] = mapped_column(Integer)
     due_on: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20), default=DrillStatus.SCHEDULED.value)
+    claimed_at: Mapped[datetime | None]  # a sender took it (status sending); an old claim is retried
+    sent_at: Mapped[datetime | None]  # the reminder email was accepted by the mail server
+    done_at: Mapped[datetime | None]  # the learner marked it done
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # reminder emails tried
+    last_error: Mapped[str | None] = mapped_column(Text)  # why the last try failed
 
 
 class BuddyLink(Base):
@@ -284,3 +295,134 @@ class NoticeRow(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
+
+
+class PassbackStatus(StrEnum):
+    """Whether an approved score has reached the LMS it was launched from."""
+
+    PENDING = "pending"
+    SENT = "sent"
+
+
+class LtiLink(Base):
+    """Someone of an LMS (the platform's issuer and their `sub` there) and the roleplay account they launch as."""
+
+    __tablename__ = "lti_links"
+    __table_args__ = (UniqueConstraint("issuer", "sub"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    sub: Mapped[str] = mapped_column(String(255))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LtiLaunch(Base):
+    """One launch from an LMS: who, which scenario, and the grade book line item an approved score goes back to."""
+
+    __tablename__ = "lti_launches"
+    __table_args__ = (Index("ix_lti_launches_person_scenario", "person_id", "scenario_id", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("lti_links.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(255))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    scenario_id: Mapped[str | None] = mapped_column(String(64))
+    resource_link_id: Mapped[str | None] = mapped_column(String(255))
+    lineitem: Mapped[str | None] = mapped_column(Text)
+    lineitems: Mapped[str | None] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LtiPassback(Base):
+    """An approved score owed to an LMS: pending until the platform accepts it, then sent (kept as the record)."""
+
+    __tablename__ = "lti_passbacks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), unique=True)
+    launch_id: Mapped[int] = mapped_column(ForeignKey("lti_launches.id", ondelete="CASCADE"), index=True)
+    score_given: Mapped[float] = mapped_column(Float)
+    score_maximum: Mapped[float] = mapped_column(Float)
+    comment: Mapped[str | None] = mapped_column(Text)
+    approved_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default=PassbackStatus.PENDING.value, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class LtiState(Base):
+    """A short-lived value of an LTI exchange, used once: a nonce issued at sign-in, a deep-linking request."""
+
+    __tablename__ = "lti_states"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class OutboxStatus(StrEnum):
+    """Where an approved result's xAPI statement is on its way to the LRS."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class XapiOutboxRow(Base):
+    """An approved result's xAPI statement owed to the LRS (one per review; its id is deterministic).
+
+    Queued until the LRS holds it, then sent (kept as the record); failed when the LRS refused that statement on its
+    own. `attempts` and `last_error` say how delivery went. The statement is stored as built at approval, in its
+    xAPI 2.0 form; it is fitted to the LRS's version when sent.
+    """
+
+    __tablename__ = "xapi_outbox"
+    __table_args__ = (Index("ix_xapi_outbox_status_id", "status", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), unique=True)
+    statement_id: Mapped[str] = mapped_column(String(36), unique=True)
+    statement: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10), default=OutboxStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+
+class JobStatus(StrEnum):
+    """Where a session's grading job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class GradingJob(Base):
+    """The background grading of one ended session: queued, running (on which worker), done or failed with why.
+
+    The row is the record; the queue (Redis, or the app process's own threads) only carries the work, so a job the
+    queue lost is sent again (`roleplay.jobs.GradingJobs.resend_stale`).
+    """
+
+    __tablename__ = "grading_jobs"
+    __table_args__ = (Index("ix_grading_jobs_status_queued_at", "status", "queued_at"),)
+    session_id: Mapped[str] = mapped_column(ForeignKey("practice_sessions.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), default=JobStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(120))
+    error: Mapped[str | None] = mapped_column(Text)
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class SignInToken(Base):
+    """A browser signed in to the web app (the token in its sign-in cookie), known to every app process."""
+
+    __tablename__ = "sign_in_tokens"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from roleplay.buddies import BuddyService
 from roleplay.errors import BuddyError, PermissionDenied, RoleplayError
 from roleplay.models import ROLES, Role
-from roleplay.store import Store
+from roleplay.store import Store, person_in
 
 log = logging.getLogger(__name__)
 MAX_USERNAME = 100  # the people table's username column
 MAX_DISPLAY_NAME = 200
+MAX_EMAIL = 320  # the people table's email column
 
 
 class Account(BaseModel):
@@ -42,6 +43,18 @@ def check_username(username: str) -> str:
     if any(ch.isspace() or not ch.isprintable() for ch in name):
         raise RoleplayError(f"a username cannot contain spaces or control characters; try '{'.'.join(name.split())}'")
     return name
+
+
+def check_email(email: str | None) -> str | None:
+    """`email` trimmed if it can be an address (None for empty: no address), else a one-line `RoleplayError`."""
+    address = (email or "").strip()
+    if not address:
+        return None
+    local, _, domain = address.rpartition("@")
+    if (not local or "." not in domain.strip(".") or len(address) > MAX_EMAIL
+            or any(ch.isspace() or not ch.isprintable() or ch in "<>,;\"" for ch in address)):
+        raise RoleplayError(f"'{address}' is not an email address; type one like ana@example.com")
+    return address
 
 
 def check_role(role: str | None) -> Role:
@@ -173,6 +186,21 @@ class PeopleService:
         dropped = self.store.drop_buddy_links(name) if kind != Role.LEARNER else 0
         log.info("accounts: %s changed %s from %s to %s", actor or "the command line", name, before, kind)
         return self.account(name), dropped
+
+    def set_email(self, username: str, email: str | None, *, actor: str | None = None) -> str | None:
+        """Set (or, with an empty `email`, remove) the address a person's drill reminders go to; returns it.
+
+        Raises:
+            NotFoundError: nobody has that username.
+            RoleplayError: it is not an email address.
+        """
+        self._actor(actor)
+        address = check_email(email)
+        with self.store.session() as db:
+            person_in(db, (username or "").strip()).email = address
+        log.info("accounts: %s %s the email address of %s", actor or "the command line",
+                 "set" if address else "removed", username)
+        return address
 
     def set_buddy(self, learner: str, buddy: str | None, *, actor: str | None = None) -> Account:
         """Name a learner's learning buddy (another learner), or end it when `buddy` is empty.

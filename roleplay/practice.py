@@ -17,12 +17,13 @@ from roleplay.models import Person, PracticeSession, Role
 from roleplay.persona import Conversation, OfflineVoice, PersonaState, Spoken, Voice
 from roleplay.reader import MAX_TURN_CHARS, TurnReader
 from roleplay.scenario import LEVELS, Scenario
-from roleplay.store import AlreadyGraded, Store
+from roleplay.store import AlreadyGraded, NewTurn, Store
 from roleplay.tokens import estimate_cost
 from roleplay.transcript import Turn
 
 if TYPE_CHECKING:
     from roleplay.grader import Judge
+    from roleplay.jobs import GradingJobs, JobView
 
 T = TypeVar("T")
 OFFLINE_NOTICE = "Offline engine: a scripted persona driven by the scenario (no model configured)."
@@ -70,11 +71,36 @@ class PracticeRun:
     store: Store
     prices: tuple[float | None, float | None] = (None, None)
     stale: bool = False
+    pending: list[NewTurn] = field(default_factory=list, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self.conversation.on_turn = self._take
+
+    def _take(self, turn: Turn, _state: dict[str, Any]) -> None:
+        """Keep a turn until its exchange is complete (stored together by `_store`)."""
+        self.pending.append(NewTurn(turn.speaker, turn.text, turn.tokens, {"who": turn.who} if turn.who else None))
+
+    def _store(self) -> None:
+        """Store the turns taken since the last exchange, with the state after them, in one transaction."""
+        turns, self.pending = self.pending, []
+        if not turns:
+            return
+        st = self.conversation.state
+        self.store.add_exchange(self.session_id, turns, st.model_dump(mode="json"),
+                                first_idx=len(self.conversation.transcript.turns) - len(turns),
+                                end_reason=(st.end_reason or "ended") if st.ended else None)
+
     def open(self) -> str:
-        """The persona's first line."""
-        return self.conversation.open()
+        """The persona's first line (stored at once)."""
+        with self._lock:
+            try:
+                line = self.conversation.open()
+                self._store()
+            except BaseException:
+                self.stale = True
+                raise
+        return line
 
     def respond(self, text: str) -> Iterator[str]:
         """The persona's reply as it grows; the learner's turn is stored before the reply starts.
@@ -93,16 +119,24 @@ class PracticeRun:
         """
         yield from self._locked(self.conversation.respond_scene, text)
 
+    def say(self, text: str) -> str:
+        """Take a learner turn and return the whole reply (stored with the turn)."""
+        reply = ""
+        for reply in self.respond(text):
+            pass
+        return reply
+
     def _locked(self, replies: Callable[[str], Iterator[T]], text: str) -> Iterator[T]:
+        """The reply as it grows; the learner's line, the reply and the state after them are stored together when
+        the reply is complete (one transaction per exchange)."""
         check_message(text)
         if not self._lock.acquire(blocking=False):
             raise RoleplayError(BUSY)
         try:
             yield from replies(text)
-            if self.conversation.state.ended:
-                self.store.end_session(self.session_id, self.conversation.state.end_reason or "ended",
-                                       self.conversation.state.model_dump(mode="json"))
+            self._store()
         except BaseException:  # includes a closed stream: the stored session is the truth from here on
+            self.pending.clear()
             self.stale = True
             raise
         finally:
@@ -143,6 +177,24 @@ class PracticeRun:
                 return False
             return True
 
+    def end_and_queue(self, jobs: GradingJobs) -> JobView:
+        """End the session and send it for grading in the background, once: however many tabs or processes press End,
+        one job is queued (a job queued, running or done is left as it is; a failed one is queued again).
+
+        Raises:
+            RoleplayError: the learner has not said anything yet, or the grading queue cannot be reached.
+        """
+        with self._lock:
+            self._end()
+            if not self.conversation.transcript.learner_turns:
+                raise RoleplayError("you have not said anything yet, so there is nothing to grade")
+        return jobs.submit(self.session_id)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a reply (or the end) of this session is being written right now."""
+        return self._lock.locked()
+
     @property
     def state(self) -> PersonaState:
         """The conversation state."""
@@ -179,14 +231,9 @@ def start_practice(store: Store, username: str, scenario: Scenario, level: str =
     voice = voice or OfflineVoice()
     person = store.ensure_person(username, Role.LEARNER)
     sess = store.start_session(person.id, scenario.id, level, voice.name)
-
-    def sink(turn: Turn, state: dict[str, Any]) -> None:
-        store.add_turn(sess.id, turn.speaker, turn.text, tokens=turn.tokens, state=state,
-                       idx=len(conv.transcript.turns) - 1, meta={"who": turn.who} if turn.who else None)
-
     if seed is None:
         seed = secrets.randbelow(2**31)
-    conv = Conversation(scenario, level, voice, seed=seed, on_turn=sink, model=model_name, reader=reader)
+    conv = Conversation(scenario, level, voice, seed=seed, model=model_name, reader=reader)
     return PracticeRun(sess.id, conv, store, prices)
 
 
@@ -198,12 +245,7 @@ def resume_practice(store: Store, session_id: str, catalog: Catalog, voice: Voic
     sess = store.get_session(session_id)
     scenario = catalog.scenario(sess.scenario_id)
     voice = voice or OfflineVoice()
-
-    def sink(turn: Turn, state: dict[str, Any]) -> None:
-        store.add_turn(sess.id, turn.speaker, turn.text, tokens=turn.tokens, state=state,
-                       idx=len(conv.transcript.turns) - 1, meta={"who": turn.who} if turn.who else None)
-
-    conv = Conversation(scenario, sess.level, voice, on_turn=sink, model=model_name, reader=reader)
+    conv = Conversation(scenario, sess.level, voice, model=model_name, reader=reader)
     if sess.state:
         conv.state = PersonaState.model_validate(sess.state)
     conv.transcript.turns = [Turn.from_row(t) for t in sess.turns]

@@ -5,6 +5,9 @@ usernames), that username (or address) is paused for `lockout` seconds; every fu
 the next one, up to an hour. While paused no password is checked at all, so guessing stops; unknown usernames are
 counted and paused exactly like real ones, so a pause says nothing about who has an account. A successful sign-in
 clears its username's count. Counts live in this process (bounded), so each app process throttles on its own.
+
+Who is signed in (the token of each browser's sign-in cookie) is kept in the database (`SharedSignIns`), so any app
+process serves any signed-in browser.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 
+from sqlalchemy import delete, func, select
+
 from roleplay.errors import PermissionDenied
-from roleplay.models import Person
+from roleplay.models import Person, SignInToken
 from roleplay.store import Store
 
 MAX_PAUSE = 3600.0
@@ -140,3 +145,64 @@ class SignIn:
         else:
             self.throttle.succeeded(username)
         return person
+
+
+class SharedSignIns(MutableMapping[str, str]):
+    """The browsers signed in to the web app (sign-in cookie token -> username), kept in the database so that every
+    app process knows them: a learner signed in through one process is signed in on all of them.
+
+    The web framework looks a token up on every request; a process keeps what it looked up for `cache_seconds`, so a
+    sign-out reaches the other processes within that time.
+    """
+
+    def __init__(self, store: Store, cache_seconds: float = 30.0) -> None:
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self._seen: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, token: str) -> str:
+        if not isinstance(token, str):
+            raise KeyError(token)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._seen.get(token)
+        if hit is not None and now - hit[1] < self.cache_seconds:
+            return hit[0]
+        with self.store.session() as db:
+            username = db.scalar(select(SignInToken.username).where(SignInToken.token == token))
+        if username is None:
+            with self._lock:
+                self._seen.pop(token, None)
+            raise KeyError(token)
+        with self._lock:
+            if len(self._seen) >= MAX_KEYS:
+                self._seen.clear()
+            self._seen[token] = (username, now)
+        return username
+
+    def __setitem__(self, token: str, username: str) -> None:
+        with self.store.session() as db:
+            db.add(SignInToken(token=token, username=username))
+
+    def __delitem__(self, token: str) -> None:
+        with self._lock:
+            self._seen.pop(token, None)
+        with self.store.session() as db:
+            gone = db.execute(delete(SignInToken).where(SignInToken.token == token)).rowcount
+        if not gone:
+            raise KeyError(token)
+
+    def __iter__(self) -> Iterator[str]:
+        with self.store.session() as db:
+            return iter(list(db.scalars(select(SignInToken.token))))
+
+    def __len__(self) -> int:
+        with self.store.session() as db:
+            return db.scalar(select(func.count()).select_from(SignInToken)) or 0
+
+
+def cookie_id_for(database_url: str) -> str:
+    """The suffix of the sign-in cookie's name: the same in every app process of one deployment (one database), and
+    different between deployments on one host."""
+    return hashlib.sha256(f"roleplay-sign-in:{database_url}".encode()).hexdigest()[:32]

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import create_engine, delete, event, func, or_, select
+from sqlalchemy import create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DatabaseError, DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -17,8 +17,23 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from roleplay.errors import NotFoundError, ReviewError, RoleplayError, StoreError
 from roleplay.files import private_file
 from roleplay.models import (
-    ROLES, BuddyLink, CalibrationRating, CertificationRow, Enrolment, GradeRow, Person, PracticeSession, ReflectionRow,
-    ReinforcementDrill, ReviewEvent, ReviewRow, Role, SessionStatus, SharedSessionRow, TurnRow, utcnow,
+    ROLES,
+    BuddyLink,
+    CalibrationRating,
+    CertificationRow,
+    Enrolment,
+    GradeRow,
+    Person,
+    PracticeSession,
+    ReflectionRow,
+    ReinforcementDrill,
+    ReviewEvent,
+    ReviewRow,
+    Role,
+    SessionStatus,
+    SharedSessionRow,
+    TurnRow,
+    utcnow,
 )
 from roleplay.passwords import check_new_password, check_password, hash_password, needs_rehash
 
@@ -55,6 +70,32 @@ def session_in(db: Session, session_id: str) -> PracticeSession:
     if sess is None:
         raise NotFoundError(f"no practice session '{session_id}'")
     return sess
+
+
+class NewTurn(NamedTuple):
+    """A turn to store (`Store.add_exchange`)."""
+
+    speaker: str
+    text: str
+    tokens: int | None = None
+    meta: dict[str, Any] | None = None
+
+
+class SessionHead(NamedTuple):
+    """What a turn needs to know of a stored session before it starts (`Store.session_head`)."""
+
+    id: str
+    owner: str
+    status: str
+    scenario_id: str
+    level: str
+    engine: str
+    turns: int
+
+    @property
+    def active(self) -> bool:
+        """Whether turns may still be added."""
+        return self.status == SessionStatus.ACTIVE
 
 
 class AlreadyGraded(ReviewError):
@@ -441,6 +482,67 @@ class Store:
             except (IntegrityError, OperationalError):
                 raise StoreError(SESSION_CHANGED) from None
         return row
+
+    def add_exchange(self, session_id: str, turns: list[NewTurn], state: dict[str, Any], first_idx: int,
+                     end_reason: str | None = None) -> None:
+        """Store one exchange in one transaction: the turns (the learner's line and the replies to it), the
+        conversation state after them and, when the conversation ended with them, the end.
+
+        All or nothing: a reply that failed half-way stores none of the exchange, and the learner's line can be sent
+        again.
+
+        Args:
+            first_idx: The position the writer expects the first turn to take; when another writer (a second tab,
+                another process) stored a turn first, nothing is stored.
+
+        Raises:
+            StoreError: a turn is longer than `MAX_STORED_TURN_CHARS`, or the session changed meanwhile.
+            RoleplayError: the session has ended.
+        """
+        for t in turns:
+            if len(t.text) > MAX_STORED_TURN_CHARS:
+                raise StoreError(f"a {t.speaker} turn of {len(t.text):,} characters is longer than the "
+                                 f"{MAX_STORED_TURN_CHARS:,} a turn may have; nothing of it was stored")
+        with self.session() as db:
+            status, count = db.execute(
+                select(PracticeSession.status,
+                       select(func.count(TurnRow.id)).where(TurnRow.session_id == session_id).scalar_subquery())
+                .where(PracticeSession.id == session_id)).one_or_none() or (None, 0)
+            if status is None:
+                raise NotFoundError(f"no practice session '{session_id}'")
+            if status != SessionStatus.ACTIVE:
+                raise RoleplayError(f"session '{session_id}' has ended; start a new one to keep practising")
+            if count != first_idx:
+                raise StoreError(SESSION_CHANGED)
+            db.add_all(TurnRow(session_id=session_id, idx=first_idx + i, speaker=t.speaker, text=t.text,
+                               tokens=t.tokens, meta=t.meta or {}) for i, t in enumerate(turns))
+            values: dict[str, Any] = {"state": state}
+            if end_reason is not None:
+                values.update(status=SessionStatus.ENDED, end_reason=end_reason, ended_at=utcnow())
+            db.execute(update(PracticeSession).where(PracticeSession.id == session_id,
+                                                     PracticeSession.status == SessionStatus.ACTIVE).values(**values))
+            try:
+                db.flush()  # a second writer of the same positions fails here (or waits for the database lock)
+            except (IntegrityError, OperationalError):
+                raise StoreError(SESSION_CHANGED) from None
+
+    def session_head(self, session_id: str) -> SessionHead:
+        """Who a session belongs to, whether it is active and how many turns it has, in one query (no turns loaded).
+
+        Raises:
+            NotFoundError: there is no such session.
+        """
+        with self.session() as db:
+            row = db.execute(
+                select(PracticeSession.id, Person.username, PracticeSession.status, PracticeSession.scenario_id,
+                       PracticeSession.level, PracticeSession.engine,
+                       select(func.count(TurnRow.id)).where(TurnRow.session_id == PracticeSession.id)
+                       .scalar_subquery())
+                .join(Person, Person.id == PracticeSession.person_id)
+                .where(PracticeSession.id == session_id)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no practice session '{session_id}'")
+        return SessionHead(*row)
 
     def end_session(self, session_id: str, reason: str, state: dict[str, Any] | None = None) -> PracticeSession:
         """Mark a session ended with a reason (success, walkout, timeout, learner)."""

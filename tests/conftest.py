@@ -41,8 +41,7 @@ def root() -> Path:
     return ROOT
 
 
-from dbs import db_url  # noqa: E402,F401  (fixture on SQLite and PostgreSQL)
-
+from dbs import db_url, pg_url  # noqa: E402,F401  (fixtures on SQLite and PostgreSQL)
 
 # --- tiers ----------------------------------------------------------------------------------------------------
 # `python -m pytest -m "not slow"` is the fast tier (under a minute on 2 cores with `-n 2`); the full suite runs

@@ -38,6 +38,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
+    yield from _fresh_pg()
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[str]:
+    """A fresh empty PostgreSQL database (skipped, saying why, where no server is reachable)."""
+    yield from _fresh_pg()
+
+
+def _fresh_pg() -> Iterator[str]:
     reason = pg_unreachable_reason()
     if reason:
         pytest.skip(reason)

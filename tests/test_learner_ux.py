@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 import pytest
 from browser import content_dirs  # noqa: F401  (fixture)
+from chatkit import chat_after
 from content import GOOD_LINES
 
 from roleplay.notices import NoticeService
@@ -66,7 +67,7 @@ def talk(scenario: str = "missed-deadlines", level: str = "novice", learner: str
     out = practice_page.start(scenario, level, Req(learner))
     session_id, chat = out[1], out[0]
     for line in lines or GOOD_LINES:
-        chat = list(practice_page.send(line, chat, session_id, Req(learner)))[-1][0]
+        chat = chat_after(chat, list(practice_page.send(line, session_id, Req(learner))))
     return session_id, chat
 
 
@@ -91,10 +92,10 @@ def answers(level: str) -> list[str | None]:
 
 def test_an_empty_line_warns_and_leaves_the_conversation_and_box_as_they_were(people: Store) -> None:
     session_id, chat = talk(lines=GOOD_LINES[:1])
-    steps, toasts = warned(lambda: list(practice_page.send("   ", chat, session_id, Req("ana"))))
+    steps, toasts = warned(lambda: list(practice_page.send("   ", session_id, Req("ana"))))
     assert toasts == ["Type what you want to say first"]
     assert len(steps) == 1 and all(untouched(v) for v in steps[0])  # chat, box, status and Send all as they were
-    steps, toasts = warned(lambda: list(practice_page.send("Hello Sam", [], None, Req("ana"))))
+    steps, toasts = warned(lambda: list(practice_page.send("Hello Sam", None, Req("ana"))))
     assert toasts and toasts[0].startswith("Start a session first")
     assert untouched(steps[0][1])  # "Hello Sam" stays in the box
 
@@ -111,11 +112,12 @@ def test_a_failed_turn_gives_the_line_back_and_shows_the_stored_conversation(peo
         yield  # pragma: no cover
 
     monkeypatch.setattr(run, "respond_scene", broken)
-    steps, toasts = warned(lambda: list(practice_page.send(GOOD_LINES[1], chat, session_id, Req("ana"))))
+    steps, toasts = warned(lambda: list(practice_page.send(GOOD_LINES[1], session_id, Req("ana"))))
     assert toasts == ["The model did not answer in time; try again"]
-    chat_after, box = steps[-1][0], steps[-1][1]
+    box = steps[-1][1]
     assert box["value"] == GOOD_LINES[1]  # nothing typed is lost
-    assert [m["role"] for m in chat_after] == ["assistant", "user", "assistant"]  # the stored conversation, whole
+    shown = chat_after([{"role": "user", "content": "not stored"}], steps)
+    assert [m["role"] for m in shown] == ["assistant", "user", "assistant"]  # the stored conversation, whole
 
 
 def test_three_sprints_or_missing_answers_warn_and_keep_the_choice(people: Store) -> None:
@@ -137,7 +139,7 @@ def test_three_sprints_or_missing_answers_warn_and_keep_the_choice(people: Store
 def test_refusals_stay_errors(people: Store) -> None:
     session_id, _ = talk(lines=GOOD_LINES[:1])
     with pytest.raises(gr.Error, match="belongs to someone else"):
-        list(practice_page.send("Hello", [], session_id, Req("ben")))
+        list(practice_page.send("Hello", session_id, Req("ben")))
     with pytest.raises(gr.Error, match="page is for learners"):
         progress_page.choose(["underperformance"], Req("fay"))
 
@@ -146,8 +148,9 @@ def test_refusals_stay_errors(people: Store) -> None:
 
 def test_learner_and_persona_text_is_escaped_for_the_chat(people: Store) -> None:
     session_id, chat = talk(lines=GOOD_LINES[:1])
-    steps = list(practice_page.send("<b>bold</b> <img src=x> & more", chat, session_id, Req("ana")))
-    assert steps[-1][0][-2] == {"role": "user", "content": "&lt;b&gt;bold&lt;/b&gt; &lt;img src=x&gt; &amp; more"}
+    steps = list(practice_page.send("<b>bold</b> <img src=x> & more", session_id, Req("ana")))
+    assert chat_after(chat, steps)[-2] == {"role": "user",
+                                           "content": "&lt;b&gt;bold&lt;/b&gt; &lt;img src=x&gt; &amp; more"}
     reopened = practice_page.open_session(session_id, Req("ana"))[0]
     assert reopened[-2]["content"] == "&lt;b&gt;bold&lt;/b&gt; &lt;img src=x&gt; &amp; more"
     chatbot = next(b for b in practice_page_blocks() if getattr(b, "elem_id", None) == "practice-chat")

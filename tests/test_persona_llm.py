@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from content import catalog
 from stub_openai import Delay, Status, StubOpenAI
 
 from roleplay.errors import ProviderError
-from content import catalog
 from roleplay.llm import OpenAIChatModel
-from roleplay.voices import LLMVoice
 from roleplay.practice import resume_practice, start_practice
 from roleplay.store import Store
+from roleplay.voices import LLMVoice
 
 CALM = "Mm. It's been a busy few weeks, that's all I can really say about it right now, honestly."
 
@@ -129,14 +129,19 @@ def test_a_hidden_fact_leaked_early_is_rejected(stub_llm: StubOpenAI, tmp_path: 
     store.close()
 
 
-def test_endpoint_down_is_a_clear_error_and_the_learner_turn_is_kept(stub_llm: StubOpenAI, tmp_path: Any) -> None:
-    stub_llm.queue(*[Status(503)] * 4)
+def test_endpoint_down_is_a_clear_error_and_the_line_can_be_sent_again(stub_llm: StubOpenAI, tmp_path: Any) -> None:
+    stub_llm.queue(*[Status(503)] * 4, CALM)
     store = Store(f"sqlite:///{tmp_path / 'rp.db'}")
     run = start_practice(store, "ana", catalog().scenario("missed-deadlines"), "novice", LLMVoice(model(stub_llm)))
     run.open()
     with pytest.raises(ProviderError, match="after 4 attempts"):
         list(run.respond("What's been going on?"))
-    assert [t.speaker for t in store.get_session(run.session_id).turns] == ["persona", "learner"]
+    # an exchange is stored whole or not at all: no learner line without its reply, so the line can be sent again
+    assert [t.speaker for t in store.get_session(run.session_id).turns] == ["persona"]
+    assert run.stale
+    again = resume_practice(store, run.session_id, catalog(), LLMVoice(model(stub_llm)))
+    assert again.say("What's been going on?") == CALM
+    assert [t.speaker for t in store.get_session(run.session_id).turns] == ["persona", "learner", "persona"]
     store.close()
 
 

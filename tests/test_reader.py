@@ -177,11 +177,12 @@ def test_every_web_session_gets_its_own_seed_and_a_resumed_one_replays(tmp_path:
     assert len(seeds) > 1
     run = start_practice(store, "bo", scn)
     run.open()
-    run.conversation.say(WARM_UP[0])
+    run.say(WARM_UP[0])
     again = resume_practice(store, run.session_id, catalog())
     assert again.state.seed == run.state.seed
-    replayed = again.conversation.say(WARM_UP[1])
-    run.conversation.on_turn = None  # the first copy no longer stores (a second writer is refused): same seed, same reply
+    replayed = again.say(WARM_UP[1])
+    # the first copy is no longer current (the store refuses it a second answer), but from the same seed and the same
+    # turns it says the same
     assert replayed == run.conversation.say(WARM_UP[1])
 
 

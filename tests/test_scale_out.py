@@ -8,11 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from content import GOOD_LINES, catalog
+from procs import stop
 
-from content import catalog
 from roleplay.practice import start_practice
 from roleplay.store import Store
 
@@ -24,7 +26,7 @@ from roleplay.practice import resume_practice
 from roleplay.store import Store
 store = Store(sys.argv[1])
 run = resume_practice(store, sys.argv[2], AppContext().catalog)
-reply = run.conversation.say("That sounds exhausting. Thank you for telling me.")
+reply = run.say("That sounds exhausting. Thank you for telling me.")
 print(run.state.learner_turns, "|", reply)
 store.close()
 """
@@ -87,3 +89,79 @@ def test_two_processes_share_exemplars_through_a_chroma_server(tmp_path: Path) -
     finally:
         server.terminate()
         server.wait(10)
+
+
+# --- two app processes and two grading workers, as the scale-out recipe runs them ---------------------------------
+
+def _start_app(port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "app_process.py"), str(port)], env=env, cwd=ROOT,
+                            text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("READY"), line + proc.stdout.read()
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_app_processes_and_two_workers_stay_consistent_under_alternating_requests(pg_url: str,
+                                                                                     tmp_path: Path) -> None:
+    from queue_client import Tab
+    from test_jobs import REDIS_URL, redis_unreachable_reason
+
+    from roleplay.models import Role
+
+    reason = redis_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    store = Store(pg_url)
+    store.add_person("ana", Role.LEARNER)
+    store.set_password("ana", "practise-2026")
+    env = {**os.environ, "ROLEPLAY_DATABASE_URL": pg_url, "ROLEPLAY_DATA_DIR": str(tmp_path),
+           "ROLEPLAY_REDIS_URL": REDIS_URL, "ROLEPLAY_REDIS_NAMESPACE": f"roleplay-test-{uuid.uuid4().hex[:8]}",
+           "ROLEPLAY_ENGINE": "offline", "ROLEPLAY_GRADING_WAIT": "0"}
+    ports = [_free_port(), _free_port()]
+    apps: list[subprocess.Popen[str]] = []
+    workers = None
+    try:
+        apps = [_start_app(port, env) for port in ports]
+        workers = subprocess.Popen([sys.executable, "-m", "roleplay.cli", "worker", "--processes", "2",
+                                    "--threads", "2"], env=env, cwd=ROOT, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        roots = [f"http://127.0.0.1:{port}" for port in ports]
+        tab = Tab(roots[0])
+        tab.sign_in("ana", "practise-2026")  # signed in through the first process, known to both
+        tab.call("practice-start", "click", root=roots[1], **{"practice-scenario": "missed-deadlines",
+                                                             "practice-level": "novice"})
+        session_id = tab.value("practice-session-id")
+        assert session_id
+        sent, shown = [], []
+        for i, line in enumerate(GOOD_LINES[:6]):
+            out = tab.call("practice-input", "submit", root=roots[i % 2], **{"practice-input": line})
+            exchange = out[0]
+            assert exchange["base"] == 1 + 2 * i  # each process knew every turn the other took
+            sent.append(line)
+            shown.append(exchange["messages"][-1]["content"][0]["text"])
+        tab.call("practice-end", "click", root=roots[0])
+        assert "being graded" in tab.value("practice-status") or "waiting for a grader" in tab.value("practice-status")
+        deadline = time.time() + 120
+        while time.time() < deadline and not store.grades_for(session_id):
+            time.sleep(0.3)
+        tab.call("practice-refresh", "click", root=roots[1])
+        feedback = tab.value("practice-feedback")
+    finally:
+        logs = [stop(app, close_stdin=True) for app in apps]
+        worker_log = stop(workers) if workers else ""
+    stored = store.get_session(session_id)
+    assert [t.idx for t in stored.turns] == list(range(13))
+    assert [t.speaker for t in stored.turns] == ["persona"] + ["learner", "persona"] * 6
+    assert [t.text for t in stored.turns if t.speaker == "learner"] == sent
+    assert [t.text for t in stored.turns if t.speaker == "persona"][1:] == [" ".join(s.split()) for s in shown]
+    assert len(store.grades_for(session_id)) == 1, (logs, worker_log)
+    from roleplay.jobs import GradingJobs
+
+    job = GradingJobs.get_in(store, session_id)
+    app_pids = {str(app.pid) for app in apps}
+    assert job is not None and job.status == "done" and job.worker.split(":")[1] not in app_pids
+    assert "Awaiting facilitator review" in feedback or "Preliminary" in feedback
+    store.close()

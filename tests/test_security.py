@@ -355,7 +355,7 @@ def test_an_oversize_message_is_refused_before_any_work(isolated_settings: Path)
 
     use_context(AppContext())
     with pytest.raises(gr.Error) as exc:  # refused before the (unknown) session is even looked up
-        list(practice_page.send("blah " * 4_000_000, [], "no-such-session", None))
+        list(practice_page.send("blah " * 4_000_000, "no-such-session", None))
     assert exc.value.message == ("that message is 20,000,000 characters; keep a turn under 4,000 characters, as you "
                                  "would in a real conversation")
 

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any, Self
 
 import pytest
+from content import catalog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from roleplay.grader import CriterionGrade, finish_grade
-from content import catalog
-from roleplay.review import ApprovedResult, CriterionEdit, ReviewService, approved_results
 from roleplay.badges import (
     badge_credential,
     canonicalize,
@@ -38,9 +36,11 @@ from roleplay.badges import (
 )
 from roleplay.config import load_settings
 from roleplay.errors import ConfigError, LRSError, StandardsError
+from roleplay.grader import CriterionGrade, finish_grade
 from roleplay.retry import RetryPolicy
-from roleplay.xapi import LRSConfig, XapiConfig, export_xapi, send_to_lrs, statement_id, xapi_statement
+from roleplay.review import ApprovedResult, CriterionEdit, ReviewService, approved_results
 from roleplay.store import Store
+from roleplay.xapi import LRSConfig, XapiConfig, export_xapi, send_to_lrs, statement_id, xapi_statement
 
 ISSUED = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -307,7 +307,7 @@ class StubLRS:
                 if reply == "slow":
                     time.sleep(0.6)
                     reply = 200
-                if self.headers.get("X-Experience-API-Version") != "1.0.3":
+                if self.headers.get("X-Experience-API-Version") not in ("2.0.0", "1.0.3"):
                     reply = 400
                 if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"key:secret").decode():
                     reply = 401
@@ -359,7 +359,7 @@ def test_statements_reach_the_lrs_with_version_header_and_basic_auth() -> None:
     assert ids == [s["id"] for s in sts]
     (req,) = lrs.requests
     assert req["path"] == "/xapi/statements"
-    assert req["headers"]["X-Experience-API-Version"] == "1.0.3"
+    assert req["headers"]["X-Experience-API-Version"] == "2.0.0"  # the default; ROLEPLAY_LRS_VERSION=1.0.3 for older LRSs
     assert req["headers"]["Content-Type"] == "application/json"
     assert json.loads(req["body"]) == sts
 

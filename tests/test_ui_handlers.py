@@ -10,14 +10,14 @@ from typing import Any
 import gradio as gr
 import pytest
 from browser import content_dirs  # noqa: F401  (fixture)
+from chatkit import chat_after
+from content import GOOD_LINES
 
-from roleplay.programme import load_programme
-from content import GOOD_LINES, catalog
-from roleplay.store import Store
 from roleplay.context import AppContext
-from roleplay.ui.common import ctx, use_context
+from roleplay.programme import load_programme
+from roleplay.store import Store
 from roleplay.ui import author_page, calibrate_page, practice_page, progress_page, review_page
-from roleplay.ui.common import auth_callable, handler
+from roleplay.ui.common import auth_callable, ctx, handler, use_context
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("fixed_seed")
@@ -59,7 +59,7 @@ def practised(learner: str = "ana", lines: list[str] | None = None) -> str:
     out = practice_page.start("missed-deadlines", "novice", as_(learner))
     session_id = out[1]
     for line in lines or LINES:
-        drain(practice_page.send(line, out[0], session_id, as_(learner)))
+        drain(practice_page.send(line, session_id, as_(learner)))
     practice_page.end(session_id, as_(learner), no_progress)
     return session_id
 
@@ -87,7 +87,7 @@ def test_learner_is_refused_facilitator_and_designer_handlers(people: Store, cal
 
 @pytest.mark.parametrize(("call", "who"), [
     (lambda r: practice_page.start("missed-deadlines", "novice", r), "fay"),
-    (lambda r: drain(practice_page.send("hello", [], "nope", r)), "dee"),
+    (lambda r: drain(practice_page.send("hello", "nope", r)), "dee"),
     (lambda r: practice_page.end("nope", r, no_progress), "fay"),
     (lambda r: progress_page.assess("a", "a", "a", "a", "a", "a", None, None, r), "dee"),
     (lambda r: progress_page.choose(["underperformance"], r), "fay"),
@@ -164,7 +164,7 @@ def test_library_errors_become_messages_not_tracebacks(people: Store) -> None:
 def test_a_learner_cannot_use_someone_elses_session(people: Store) -> None:
     session_id = practice_page.start("missed-deadlines", "novice", as_("ana"))[1]
     with pytest.raises(gr.Error, match="belongs to someone else"):
-        drain(practice_page.send("Hello", [], session_id, as_("ben")))
+        drain(practice_page.send("Hello", session_id, as_("ben")))
     with pytest.raises(gr.Error, match="belongs to someone else"):
         practice_page.refresh_feedback(session_id, as_("ben"))
 
@@ -202,11 +202,13 @@ def test_practice_until_approved_feedback(people: Store) -> None:
     out = practice_page.start("missed-deadlines", "novice", as_("ana"))
     chat, session_id, notice = out[0], out[1], out[2]
     assert "Offline engine" in notice and chat[0]["role"] == "assistant"
-    steps = drain(practice_page.send(LINES[0], chat, session_id, as_("ana")))
-    assert len(steps) >= 2 and steps[-1][0][-1]["role"] == "assistant" and "Turn 1 of" in steps[-1][2]
+    steps = drain(practice_page.send(LINES[0], session_id, as_("ana")))
+    shown = chat_after(chat, steps)
+    assert len(steps) >= 2 and [m["role"] for m in shown] == ["assistant", "user", "assistant"]
+    assert shown[-1]["content"] not in ("", "…") and "Turn 1 of" in steps[-1][2]
     for line in LINES[1:]:
-        drain(practice_page.send(line, steps[-1][0], session_id, as_("ana")))
-    _status, feedback, *_rest, download, _sessions = practice_page.end(session_id, as_("ana"), no_progress)
+        drain(practice_page.send(line, session_id, as_("ana")))
+    _status, feedback, *_rest, download, _sessions, _timer = practice_page.end(session_id, as_("ana"), no_progress)
     assert "Awaiting facilitator review" in feedback
     assert LINES[1] in Path(download["value"]).read_text(encoding="utf-8")
     assert "Preliminary" in feedback  # the AI feedback at once, marked as not yet counting
@@ -326,3 +328,37 @@ def test_pages_degrade_to_a_message_when_content_is_missing(people: Store, tmp_p
     use_context(AppContext())
     out = progress_page.enter(as_("ana"))
     assert "Certification is not available" in out[6] and "approved session" in out[2]
+
+
+def test_a_grade_made_in_the_background_shows_when_ready_and_facilitators_see_the_job(
+        people: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    app = ctx()
+    monkeypatch.setattr(app, "settings", app.settings.model_copy(update={"grading_wait": 0.0}))
+    release = threading.Event()
+    grade_now = app.grade_stored
+
+    def slow_grade(session_id: str) -> None:
+        release.wait(30)
+        grade_now(session_id)
+
+    monkeypatch.setattr(app, "grade_stored", slow_grade)
+    app.__dict__.pop("jobs", None)  # built again with the slow grader
+    out = practice_page.start("missed-deadlines", "novice", as_("ana"))
+    session_id = out[1]
+    for line in LINES[:3]:
+        drain(practice_page.send(line, session_id, as_("ana")))
+    status, feedback, _box, _send, end_btn, *_rest, timer = practice_page.end(session_id, as_("ana"), no_progress)
+    assert "being graded" in status or "waiting for a grader" in status
+    assert feedback == "" and end_btn["interactive"] is False and timer["active"] is True
+    assert practice_page.grading_done(session_id, as_("ana"))[3]["active"] is True  # still waiting: nothing changes
+    listing = review_page.enter("pending", as_("fay"))
+    assert "Grading in progress:" in listing[-1] and "Missed deadlines" in listing[-1]
+    release.set()
+    app.jobs.wait(session_id, timeout=30)
+    status, feedback, end_btn, timer = practice_page.grading_done(session_id, as_("ana"))
+    assert "graded" in status and "Awaiting facilitator review" in feedback and timer["active"] is False
+    assert review_page.enter("pending", as_("fay"))[-1] == ""  # nothing left being graded
+    with pytest.raises(gr.Error, match="belongs to someone else"):
+        practice_page.grading_done(session_id, as_("ben"))

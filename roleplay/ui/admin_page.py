@@ -170,7 +170,7 @@ def build() -> dict[str, Any]:
                 add_btn = gr.Button("Add person", variant="primary", elem_id="admin-add")
             with gr.Column(scale=1):
                 gr.Markdown("#### Change an account")
-                person = gr.Dropdown(choices=[], value=None, label="Person", elem_id="admin-person")
+                person = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="Person", elem_id="admin-person")
                 with gr.Row():
                     password = gr.Textbox(label=f"New password (at least {MIN_PASSWORD_LENGTH} characters)",
                                           type="password", elem_id="admin-password", scale=3)
@@ -179,7 +179,7 @@ def build() -> dict[str, Any]:
                     role = gr.Radio(list(PERSON_ROLES), value=None, label="Role", elem_id="admin-role", scale=3)
                     role_btn = gr.Button("Change role", elem_id="admin-set-role", scale=1)
                 with gr.Row():
-                    buddy = gr.Dropdown(choices=[], value=None, label="Learning buddy (another learner)",
+                    buddy = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="Learning buddy (another learner)",
                                         elem_id="admin-buddy", interactive=False, scale=3)
                     buddy_btn = gr.Button("Set buddy", elem_id="admin-set-buddy", scale=1)
                 with gr.Row():

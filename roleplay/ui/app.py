@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
+import sys
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Gradio's queue rebuilds a summary of up to GRADIO_ANALYTICS_MAX_EVENTS past events after every event (by default
+# after each one, over 10,000): the app has it rebuilt every 500 events, over the last 1,000.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 import gradio as gr  # noqa: E402
 
-from roleplay.ui import admin_page, author_page, calibrate_page, practice_page, progress_page, review_page  # noqa: E402
 from roleplay.context import AppContext  # noqa: E402
 from roleplay.reader import MAX_TURN_CHARS  # noqa: E402
+from roleplay.ui import (  # noqa: E402
+    admin_page,
+    analytics_page,
+    author_page,
+    calibrate_page,
+    practice_page,
+    progress_page,
+    review_page,
+)
 from roleplay.ui.common import CLIENT, auth_callable, handler, signed_in, use_context  # noqa: E402
 from roleplay.ui.render import CSS, esc  # noqa: E402
 
@@ -23,6 +39,7 @@ PAGES = (  # (tab id, label, module, roles that use it)
     ("people", "People", admin_page, admin_page.ROLES),
     ("author", "Author", author_page, author_page.ROLES),
     ("progress", "Progress", progress_page, progress_page.ROLES),
+    ("analytics", "Analytics", analytics_page, analytics_page.ROLES),
 )
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber")
 
@@ -47,10 +64,18 @@ def who(request: gr.Request) -> tuple[Any, ...]:
             *[gr.update(visible=tab in mine) for tab, _, _, _ in PAGES])
 
 
+def _no_absent_matplotlib() -> None:
+    """Gradio tries `import matplotlib` twice around every event; where it is not installed, each failed attempt
+    searches the whole import path again. Mark it absent once, so those imports fail at once."""
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]
+
+
 def build_app(context: AppContext | None = None) -> gr.Blocks:
     """Build the app (not launched) on `context` (built from the environment when None); launch it with
     `launch_options()`."""
     app = use_context(context or AppContext())
+    _no_absent_matplotlib()
     _private_gradio_cache(app)
     with gr.Blocks(title="roleplay: practise hard conversations", delete_cache=(CACHE_MAX_AGE, CACHE_MAX_AGE)) as demo:
         with gr.Row():
@@ -163,7 +188,22 @@ def launch_options(context: AppContext | None = None) -> dict[str, Any]:
     from roleplay.ui.common import ctx
     from roleplay.ui.routes import extra_routes
 
-    routes = extra_routes(context or ctx())
+    context = context or ctx()
     return {"auth": auth_callable(), "auth_message": AUTH_MESSAGE, "theme": THEME, "css": CSS,
             "footer_links": [], "max_file_size": MAX_UPLOAD,
-            "app_kwargs": {"middleware": [Middleware(RequestGuard)], "routes": routes}}
+            "app_kwargs": {"middleware": [Middleware(RequestGuard)], "routes": extra_routes(context),
+                           "lifespan": shared_sign_ins(context)}}
+
+
+def shared_sign_ins(context: AppContext) -> Callable[[Any], Any]:
+    """The app's start-up step that keeps who is signed in in the database (`roleplay.signin.SharedSignIns`) under
+    one cookie name per deployment: any app process serves any signed-in browser."""
+    from roleplay.signin import SharedSignIns, cookie_id_for
+
+    @contextlib.asynccontextmanager
+    async def lifespan(server: Any) -> AsyncIterator[None]:
+        server.tokens = SharedSignIns(context.store)
+        server.cookie_id = cookie_id_for(context.settings.database_url)
+        yield
+
+    return lifespan

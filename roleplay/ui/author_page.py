@@ -179,7 +179,7 @@ def build() -> dict[str, Any]:
     with body, gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
-                files = gr.Dropdown(choices=[], value=None, label="Open scenario file", elem_id="author-file")
+                files = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="Open scenario file", elem_id="author-file")
                 file_name = gr.Textbox(label="Save as (file name)", placeholder="my-scenario.yaml",
                                        elem_id="author-filename")
             editor = gr.Code(value="", language="yaml", label="Scenario YAML", lines=28, max_lines=28,

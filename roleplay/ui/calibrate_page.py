@@ -263,8 +263,9 @@ def build() -> dict[str, Any]:
                              value=[], interactive=False, elem_id="calibrate-table")
         gr.Markdown(f"“{TOO_FEW}”: fewer than {MIN_AGREEMENT_SCORES} paired scores, too few to judge agreement; the "
                     "figures appear once there are enough.", elem_id="calibrate-table-note")
-    anchor_id = gr.State(None)
-    drift_page = gr.State(1)  # the page of weeks in view, 1 = the newest
+    # What the tab has open is held by the browser (not in this process's memory): any app process serves its events.
+    anchor_id = gr.Textbox(None, visible="hidden", elem_id="calibrate-anchor-id")
+    drift_page = gr.Number(1, precision=0, visible="hidden", elem_id="calibrate-drift-page")  # 1 = the newest weeks
     anchor_out = [anchor_id, header, transcript, *slots, submit_btn]
     drift_out = [drift, drift_count, newer, older, drift_page]
     report_out = [summary, drift_flag, per_criterion, heat, drift, table, *drift_out[1:]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -267,10 +268,13 @@ def enter(scenario_id: str | None, request: gr.Request, level: str | None = None
     """
     message, body = gate(request, PAGE, *ROLES)
     if message:
-        return message, body, *[gr.update()] * 6
+        return message, body, *[gr.update()] * 7
     person = require(request, PAGE, *ROLES)
     choices = scenario_choices()
     ids = [sid for _, sid in choices]
+    linked = _linked_scenario(request, ids) if not scenario_id and not session_id else None
+    if linked:  # the page was opened from a link (a drill reminder, an LMS launch), before anything was picked
+        scenario_id, level = linked
     feedback: Any = gr.update()
     sess = None
     if session_id:
@@ -284,7 +288,16 @@ def enter(scenario_id: str | None, request: gr.Request, level: str | None = None
     chosen = scenario_id if scenario_id in ids else (ids[0] if ids else None)
     notices, _ = notices_for(person.username)
     return ("", body, gr.update(choices=choices, value=chosen), briefing_md(chosen, level),
-            gr.update(choices=_session_choices(person)), notices, level_hint(person.username), feedback)
+            gr.update(choices=_session_choices(person)), notices, level_hint(person.username), feedback,
+            gr.update(value=level) if linked else gr.update())
+
+
+def _linked_scenario(request: gr.Request, ids: list[str]) -> tuple[str, str] | None:
+    """The scenario and level in the page's address (`?scenario=ID&level=LEVEL`, where links into the app lead), if
+    valid."""
+    query = getattr(request, "query_params", None) or {}
+    scenario_id, level = query.get("scenario"), query.get("level")
+    return (scenario_id, level) if scenario_id in ids and level in LEVELS else None
 
 
 @handler
@@ -325,9 +338,50 @@ def start(scenario_id: str | None, level: str, request: gr.Request) -> tuple[Any
             briefing_md(scenario_id, level))
 
 
+STREAM_EVERY = 0.05  # seconds: a streamed reply is shown at most this often (and whenever a clause or a speaker ends)
+CLAUSE_END = (".", "!", "?", ",", ";", ":", "…")
+# The conversation is kept on the server: a turn sends the browser only its own exchange (the learner's line and the
+# replies to it, with where in the chat they go), and the browser puts it into the chat. What a turn moves over the
+# wire stays the same however long the conversation grows.
+APPLY_EXCHANGE = """(chat, ex) => {
+  if (!ex || !Array.isArray(ex.messages)) { return [chat]; }
+  const kept = Array.isArray(chat) ? chat.slice(0, ex.base) : [];
+  return [kept.concat(ex.messages)];
+}"""
+
+
+@functools.cache
+def _chat_format() -> gr.Chatbot:
+    return gr.Chatbot(render=False)
+
+
+def _exchange(base: int, messages: Messages) -> dict[str, Any]:
+    """A turn's exchange for the browser: its messages as the chat holds them, and the position they start at."""
+    return {"base": base, "messages": _chat_format().postprocess(messages).model_dump()}
+
+
+def _shown(spoken: Iterator[Any], every: float = STREAM_EVERY) -> Iterator[Any]:
+    """The items of a growing reply worth showing: one at most every `every` seconds, plus the one that ends a clause,
+    a speaker's turn and the reply."""
+    held = None
+    last_index, last_shown = None, 0.0
+    for item in spoken:
+        now = time.monotonic()
+        if (item.index != last_index or now - last_shown >= every
+                or item.text.rstrip().endswith(CLAUSE_END)):
+            if held is not None and held.index != item.index:
+                yield held  # the previous speaker's turn, whole
+            yield item
+            held, last_index, last_shown = None, item.index, now
+        else:
+            held = item
+    if held is not None:
+        yield held
+
+
 @handler
-def send(message: str, chat: Messages, session_id: str | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
-    """Send the learner's line and stream the persona's reply.
+def send(message: str, session_id: str | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+    """Send the learner's line and stream the persona's reply (as this turn's exchange, see `APPLY_EXCHANGE`).
 
     A slip (an empty line, no session yet) or a failed turn is a warning toast: the conversation stays in view, and a
     line that was not taken goes back into the box.
@@ -338,56 +392,85 @@ def send(message: str, chat: Messages, session_id: str | None, request: gr.Reque
         warn("type what you want to say first")
         yield gr.update(), gr.update(), gr.update(), gr.update()
         return
-    try:
-        sess = _own_session(session_id, person)
-    except Slip as exc:
-        warn(str(exc))
+    if not session_id:
+        warn("start a session first: pick a scenario and level, then press Start session")
         yield gr.update(), gr.update(), gr.update(), gr.update()
         return
-    run = ctx().run(sess.id)
-    said = sum(1 for t in sess.turns if t.speaker == "learner")
-    line = message.strip()
+    run = ctx().run(session_id, person.username)  # one query when this process holds the session
+    said = run.state.learner_turns
+    base = len(run.conversation.transcript.turns)
     cast = render.CastView(run.conversation.scenario)
-    chat = [*(chat or []), {"role": "user", "content": render.chat_text(line)}, {"role": "assistant", "content": "…"}]
-    first = len(chat) - 1
-    yield chat, "", _status(run), gr.update()
+    messages = [{"role": "user", "content": render.chat_text(message.strip())}, {"role": "assistant", "content": "…"}]
+    yield _exchange(base, messages), "", _status(run), gr.update()
     try:
-        for spoken in run.respond_scene(message):
+        for spoken in _shown(run.respond_scene(message)):
             bubble = _bubble(Turn(speaker="persona", text=spoken.text, who=spoken.who), cast)
-            if first + spoken.index < len(chat):
-                chat[first + spoken.index] = bubble
+            if 1 + spoken.index < len(messages):
+                messages[1 + spoken.index] = bubble
             else:
-                chat.append(bubble)
-            yield chat, "", _status(run), gr.update()
+                messages.append(bubble)
+            yield _exchange(base, messages), gr.update(), _status(run), gr.update()
     except RoleplayError as exc:  # the stored session is the truth: show it, and give back a line it did not take
         warn(str(exc))
-        stored = store().get_session(sess.id)
+        stored = store().get_session(session_id)
         taken = sum(1 for t in stored.turns if t.speaker == "learner") > said
         live = stored.status == "active"
-        yield (_chat_of(stored), gr.update(value="" if taken else message, interactive=live),
-               _status(ctx().run(sess.id)) if live else gr.update(), gr.update(interactive=live))
+        yield (_exchange(0, _chat_of(stored)), gr.update(value="" if taken else message, interactive=live),
+               _status(ctx().run(session_id)) if live else gr.update(), gr.update(interactive=live))
         return
-    live = not run.state.ended
-    yield chat, gr.update(value="", interactive=live), _status(run), gr.update(interactive=live)
+    if run.state.ended:  # the controls change only when the conversation ends
+        yield gr.update(), gr.update(interactive=False), _status(run), gr.update(interactive=False)
+
+
+GRADING_POLL_SECONDS = 2.0  # how often the page looks for a grade that is being made in the background
+
+
+def _grading_status(job: Any) -> str:
+    """One line on where the grading of the session in view is."""
+    if job.status == "done":
+        return "Session ended and graded. A facilitator reviews the grade before it counts."
+    if job.status == "failed":
+        return (f"**Grading did not finish:** {job.error} Your conversation is kept; press **End session & get "
+                "feedback** to try again.")
+    where = "waiting for a grader" if job.status == "queued" else "being graded"
+    return (f"Session ended; your conversation is {where}. The feedback appears here when it is ready; you may leave "
+            "this page, it is kept.")
 
 
 @handler
-@toasts(9)
+@toasts(10)
 def end(session_id: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-    """End the session, grade it (with progress) and show the feedback the programme allows (preliminary or after
-    review); the pickers unlock."""
+    """End the session and send it for grading; the feedback the programme allows (preliminary or after review) is
+    shown at once when the grade is ready within `grading_wait` seconds, else when it is (the page looks every
+    `GRADING_POLL_SECONDS`). The pickers unlock."""
     person = require(request, PAGE, *ROLES)
-    sess = _own_session(session_id, person)
-    off = gr.update(interactive=False)
+    if not session_id:
+        raise Slip("start a session first: pick a scenario and level, then press Start session")
+    app = ctx()
     progress(0.05, desc="Saving your conversation")
-    run = ctx().run(sess.id)
+    run = app.run(session_id, person.username)
+    run.end_and_queue(app.jobs)  # once, however many tabs (or app processes) press End
     progress(0.3, desc="Grading against the rubric")
-    run.end_and_grade(ctx().judge(), ctx().catalog)  # once, however many tabs press End
-    progress(1.0, desc="Sent to your facilitator")
-    status = "Session ended and graded. A facilitator reviews the grade before it counts."
-    on = gr.update(interactive=True)
-    return (status, feedback_html(sess.id), off, off, off, on, on,
-            gr.update(value=_download_path(sess.id), visible=True), gr.update(choices=_session_choices(person)))
+    job = app.jobs.wait(session_id, app.settings.grading_wait)
+    progress(1.0, desc="Sent to your facilitator" if job.status == "done" else "Grading goes on in the background")
+    off, on = gr.update(interactive=False), gr.update(interactive=True)
+    return (_grading_status(job), feedback_html(session_id) if job.status == "done" else "", off, off,
+            on if job.status == "failed" else off, on, on,
+            gr.update(value=_download_path(session_id), visible=True), gr.update(choices=_session_choices(person)),
+            gr.update(active=job.pending))
+
+
+@handler
+def grading_done(session_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+    """While a grade is made in the background: nothing changes until it is done (then the feedback shows) or failed
+    (then End can send it again)."""
+    person = require(request, PAGE, *ROLES)
+    job = ctx().jobs.get_in(store(), session_id) if session_id else None
+    if job is None or job.pending:
+        return gr.update(), gr.update(), gr.update(), gr.update(active=job is not None)
+    check_owner(store(), job.session_id, person.username)
+    return (_grading_status(job), feedback_html(job.session_id) if job.status == "done" else gr.update(),
+            gr.update(interactive=job.status == "failed"), gr.update(active=False))
 
 
 @handler
@@ -430,8 +513,12 @@ def open_session(session_id: str | None, request: gr.Request) -> tuple[Any, ...]
         run = ctx().run(sess.id)
         ctx().remember(run)
         status = _status(run)
+    elif graded:
+        status = "Graded; see the feedback below."
     else:
-        status = "Graded; see the feedback below." if graded else "Ended but not graded: press End session & get feedback."
+        job = ctx().jobs.get_in(store(), sess.id)
+        status = _grading_status(job) if job is not None else "Ended but not graded: press End session & get feedback."
+        graded = job is not None and job.pending  # End stays off while a grade is being made
     live = gr.update(interactive=active)
     return (_chat_of(sess), sess.id, status, feedback_html(sess.id), live, live, gr.update(interactive=not graded),
             gr.update(value=_download_path(sess.id), visible=bool(sess.turns)), "",
@@ -468,7 +555,7 @@ def build() -> dict[str, Any]:
     gate_md, body = page_frame("practice")
     with body, gr.Row():
         with gr.Column(scale=2):
-            scenario = gr.Dropdown(choices=[], value=None, label="Scenario (grouped by sprint)",
+            scenario = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="Scenario (grouped by sprint)",
                                    info="Locked while a conversation is open; end it to pick another.",
                                    elem_id="practice-scenario")
             level = gr.Radio(list(LEVELS), value="intermediate", label="Level", elem_id="practice-level")
@@ -477,7 +564,7 @@ def build() -> dict[str, Any]:
             start_btn = gr.Button("Start session", variant="primary", elem_id="practice-start")
             notice = gr.Markdown("", elem_id="practice-engine")
             with gr.Accordion("My sessions", open=False, elem_id="practice-history"):
-                sessions = gr.Dropdown(choices=[], value=None, label="Open a session", elem_id="practice-sessions")
+                sessions = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="Open a session", elem_id="practice-sessions")
         with gr.Column(scale=3):
             notices = gr.HTML("", elem_id="practice-notices")
             status = gr.Markdown("", elem_id="practice-status")
@@ -497,7 +584,8 @@ def build() -> dict[str, Any]:
                 share_btn = gr.Button("Share with my buddy", elem_id="practice-share")
             share_md = gr.Markdown("", elem_id="practice-shared")
             feedback = gr.HTML("", elem_id="practice-feedback")
-    session_id = gr.State(None)
+    # The session in view is held by the browser (not in this process's memory), so any app process serves its turns.
+    session_id = gr.Textbox(None, visible="hidden", elem_id="practice-session-id")
     timer = gr.Timer(NOTICE_POLL_SECONDS)
 
     for picker in (scenario, level):
@@ -506,9 +594,14 @@ def build() -> dict[str, Any]:
     start_btn.click(start, [scenario, level],
                     [chat, session_id, notice, status, box, send_btn, end_btn, feedback, download, sessions,
                      scenario, level, brief])
+    exchange = gr.JSON(None, visible="hidden", elem_id="practice-exchange")
     for trigger in (box.submit, send_btn.click):
-        trigger(send, [box, chat, session_id], [chat, box, status, send_btn])
-    end_btn.click(end, session_id, [status, feedback, box, send_btn, end_btn, scenario, level, download, sessions])
+        trigger(send, [box, session_id], [exchange, box, status, send_btn])
+    exchange.change(None, [chat, exchange], chat, js=APPLY_EXCHANGE)
+    grading = gr.Timer(GRADING_POLL_SECONDS, active=False)
+    end_btn.click(end, session_id, [status, feedback, box, send_btn, end_btn, scenario, level, download, sessions,
+                                    grading])
+    grading.tick(grading_done, session_id, [status, feedback, end_btn, grading], show_progress="hidden")
     refresh.click(refresh_feedback, session_id, feedback)
     share_btn.click(share, session_id, share_md)
     chat.clear(keep_chat, session_id, chat)
@@ -517,4 +610,4 @@ def build() -> dict[str, Any]:
                                             scenario, level, brief])
     return {"gate": gate_md, "body": body,
             "enter": (enter, [scenario, level, session_id],
-                      [gate_md, body, scenario, brief, sessions, notices, hint, feedback])}
+                      [gate_md, body, scenario, brief, sessions, notices, hint, feedback, level])}

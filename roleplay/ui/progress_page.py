@@ -10,6 +10,7 @@ import gradio as gr
 from roleplay.buddies import MAX_NOTE, BuddyService
 from roleplay.certification import COUNTING_RULE, RETAKE_RULE
 from roleplay.errors import PermissionDenied, RoleplayError
+from roleplay.nudges import reminder_choice, set_reminders
 from roleplay.review import approved_results
 from roleplay.ui import render
 from roleplay.ui.common import ctx, gate, handler, page_frame, require
@@ -109,6 +110,31 @@ def _assessment_html(svc: Any, result: Any) -> str:
     return render.assessment_html(result, scenario_titles(), sprints, COUNTING_RULE, RETAKE_RULE)
 
 
+def _drill_state(d: Any, today: Any) -> str:
+    if d.done:
+        return f"done {d.done_at:%d %b}" if d.done_at else "done"
+    if d.sent_at:
+        return f"emailed {d.sent_at:%d %b}"
+    return "due" if d.due_on <= today else "scheduled"
+
+
+def drill_outputs(username: str) -> tuple[Any, Any, Any, Any]:
+    """The drills table (each drill's due date with its state), the open drills to mark done (and their row, shown
+    when there are any), and the reminder-email checkbox."""
+    from datetime import date
+
+    svc = ctx().certification
+    drills = svc.drills(username)
+    today = date.today()
+    rows = [[f"{d.due_on.isoformat()} · {_drill_state(d, today)}", d.scenario_title, d.level,
+             svc.programme.sprint_title(d.sprint), d.purpose] for d in drills]
+    open_ = [(f"{d.scenario_title} ({d.level}), due {d.due_on:%d %b %Y}", d.id) for d in drills if not d.done]
+    on, email = reminder_choice(ctx().store, username)
+    info = f"Sent to {email}." if email else "No email address on your account yet: ask a facilitator to add one."
+    return (rows, gr.update(choices=open_, value=None), gr.update(visible=bool(open_)),
+            gr.update(value=on, info=info, visible=bool(drills)))
+
+
 def certification_outputs(username: str, retaking: bool = False) -> tuple[Any, ...]:
     """Status, pre-assessment slots, sprint choice, credentials, drills, the explained pre-assessment result, the
     retake button, the readable certificates, buddy and shared sessions.
@@ -137,8 +163,7 @@ def certification_outputs(username: str, retaking: bool = False) -> tuple[Any, .
                               visible=status.assessed and not asking, label=f"Choose {programme.choose} sprints",
                               interactive=status.assessed)
     titles = scenario_titles()
-    drills = [[d.due_on.isoformat(), d.scenario_title, d.level, programme.sprint_title(d.sprint), d.purpose]
-              for d in svc.drills(username)]
+    drills, drill_pick, drill_row, reminders = drill_outputs(username)
     shared = [((f"{s.learner} · {titles.get(s.scenario_id, s.scenario_id)} ({s.level}) · shared "
                 f"{render.when(s.shared_at)}"), s.session_id)
               for s in ctx().buddies.buddy_sessions(username)]
@@ -149,10 +174,10 @@ def certification_outputs(username: str, retaking: bool = False) -> tuple[Any, .
             gr.update(value=files or None, visible=bool(files)),
             drills, _assessment_html(svc, assessment),
             gr.update(visible=can_retake and not asking), gr.update(value=cards, visible=bool(cards)),
-            buddy or "", gr.update(choices=shared, value=None))
+            drill_pick, drill_row, reminders, buddy or "", gr.update(choices=shared, value=None))
 
 
-CERT_COUNT = 1 + QUESTION_SLOTS + 1 + 2 + 1 + 1 + 3 + 1 + 1  # outputs of certification_outputs
+CERT_COUNT = 1 + QUESTION_SLOTS + 1 + 2 + 1 + 1 + 3 + 1 + 1 + 3  # outputs of certification_outputs
 
 
 # --- handlers ---------------------------------------------------------------------------------------
@@ -223,6 +248,27 @@ def set_buddy(buddy: str, request: gr.Request) -> tuple[Any, ...]:
     return certification_outputs(person.username)
 
 
+@handler
+@toasts(4)
+def mark_drill_done(drill_id: int | None, request: gr.Request) -> tuple[Any, ...]:
+    """Mark the picked reinforcement drill done."""
+    person = require(request, PAGE, *ROLES)
+    if drill_id is None:
+        raise Slip("pick the drill you have done first")
+    drill = ctx().certification.mark_drill_done(person.username, int(drill_id))
+    gr.Info(f"{drill.scenario_title} ({drill.level}) is done; no reminder will be sent for it.")
+    return drill_outputs(person.username)
+
+
+@handler
+def choose_reminders(on: bool, request: gr.Request) -> Any:
+    """Turn drill reminder emails on or off."""
+    person = require(request, PAGE, *ROLES)
+    set_reminders(ctx().store, person.username, bool(on))
+    gr.Info("You will get an email when a drill is due." if on else "No more drill reminder emails.")
+    return gr.update(value=bool(on))
+
+
 def _shared_html(svc: BuddyService, viewer: str, session_id: str) -> tuple[str, str]:
     view = svc.shared_session(viewer, session_id)
     scn = ctx().catalog.scenarios.get(view.session.scenario_id)
@@ -275,8 +321,14 @@ def build() -> dict[str, Any]:
                                       "JSON)", file_count="multiple", interactive=False, visible=False,
                                       elem_id="progress-credentials")
                 gr.Markdown("#### Reinforcement drills")
-                drills = gr.Dataframe(headers=["Due", "Scenario", "Level", "Sprint", "Why"], value=[],
+                drills = gr.Dataframe(headers=["Due · state", "Scenario", "Level", "Sprint", "Why"], value=[],
                                       interactive=False, elem_id="progress-drills")
+                with gr.Row(visible=False) as drill_row:
+                    drill_pick = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="A drill you have done",
+                                             elem_id="progress-drill-pick", scale=3)
+                    drill_btn = gr.Button("Mark done", elem_id="progress-drill-done", scale=1)
+                reminders = gr.Checkbox(value=True, label="Email me when a drill is due", visible=False,
+                                        elem_id="progress-reminders")
         gr.Markdown("### Approved sessions")
         head = gr.Markdown("", elem_id="progress-summary")
         table = gr.Dataframe(headers=["Approved", "Scenario", "Level", "Overall (1-4)", "Result", "Approved by"],
@@ -292,14 +344,16 @@ def build() -> dict[str, Any]:
                 buddy = gr.Textbox(label="Your learning buddy (username)", elem_id="progress-buddy", scale=3,
                                    max_length=USERNAME_MAX)
                 buddy_btn = gr.Button("Save buddy", elem_id="progress-buddy-save", scale=1)
-            shared = gr.Dropdown(choices=[], value=None, label="Sessions shared with you", elem_id="progress-shared")
+            shared = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="Sessions shared with you", elem_id="progress-shared")
             shared_transcript = gr.HTML("", elem_id="progress-shared-transcript")
             reflections = gr.Markdown("", elem_id="progress-reflections")
             note = gr.Textbox(label="Your reflection (what went well, what to try next)", lines=2,
                               elem_id="progress-note", max_length=MAX_NOTE)
             note_btn = gr.Button("Add reflection", elem_id="progress-reflect")
     cert_out = [cert, *questions, assess_btn, sprints, choose_btn, credentials, drills, assessment, retake_btn,
-                certificate, buddy, shared]
+                certificate, drill_pick, drill_row, reminders, buddy, shared]
+    drill_btn.click(mark_drill_done, drill_pick, [drills, drill_pick, drill_row, reminders])
+    reminders.input(choose_reminders, reminders, reminders)
     assess_btn.click(assess, questions, cert_out)
     retake_btn.click(retake, None, cert_out)
     choose_btn.click(choose, sprints, cert_out)

@@ -134,6 +134,11 @@ def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def md_cell(text: Any) -> str:
+    """Text for a cell of a Markdown table: escaped, on one line, its pipes kept as text."""
+    return " ".join(esc(text).split()).replace("|", "\\|")
+
+
 def _spans(text: str, quotes: Iterable[str]) -> list[tuple[int, int]]:
     """Character spans of each quote in `text` (case and whitespace insensitive), merged."""
     found: list[tuple[int, int]] = []

@@ -46,10 +46,35 @@ def _rows(page: ReviewPage) -> list[list[Any]]:
 
 
 def _queue(status: str | None, page: int | None = 1) -> tuple[Any, ...]:
-    """The queue's rows, its count in words, the Newer and Older buttons and the page shown."""
+    """The queue's rows, its count in words, the Newer and Older buttons, the page shown and the grading jobs not
+    done."""
     shown = _page(status, page)
     return (_rows(shown), shown.showing(), gr.update(interactive=shown.has_newer),
-            gr.update(interactive=shown.has_older), shown.page)
+            gr.update(interactive=shown.has_older), shown.page, jobs_md())
+
+
+JOBS_SHOWN = 20
+
+
+def jobs_md() -> str:
+    """The sessions being graded (queued, running) and those whose grading failed, as facilitators see them."""
+    jobs = ctx().jobs.not_done(limit=JOBS_SHOWN + 1)
+    if not jobs:
+        return ""
+    titles = {s.id: s.title for s in ctx().catalog.scenarios.values()}
+    names = display_names()
+    counts = {k: sum(1 for j in jobs[:JOBS_SHOWN] if j.status == k) for k in ("queued", "running", "failed")}
+    head = ", ".join(f"{n} {k}" for k, n in counts.items() if n) + (f" (the oldest {JOBS_SHOWN} shown)"
+                                                                     if len(jobs) > JOBS_SHOWN else "")
+    rows = []
+    for j in jobs[:JOBS_SHOWN]:
+        since = j.started_at if j.status == "running" else j.finished_at if j.status == "failed" else j.queued_at
+        detail = j.error if j.status == "failed" else (j.worker or "") if j.status == "running" else "waiting"
+        rows.append(f"| {render.md_cell(names.get(j.learner or '', j.learner or ''))} | "
+                    f"{render.md_cell(titles.get(j.scenario_id or '', j.scenario_id or ''))} | {j.status} | "
+                    f"{render.when(since)} | {render.md_cell(detail or '')} |")
+    return ("**Grading in progress:** " + head + " — a grade joins the queue below when it is made.\n\n"
+            "| Learner | Scenario | Job | Since | Worker or why it failed |\n|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def edits_said(history: Any) -> str:
@@ -97,7 +122,7 @@ def enter(status: str, request: gr.Request) -> tuple[Any, ...]:
     """Show the queue to facilitators, a refusal to anyone else."""
     message, body = gate(request, PAGE, *ROLES)
     if message:
-        return message, body, *[gr.update()] * 5
+        return message, body, *[gr.update()] * 6
     require(request, PAGE, *ROLES)
     return "", body, *_queue(status or "pending")
 
@@ -269,6 +294,7 @@ def build() -> dict[str, Any]:
         with gr.Row():
             status = gr.Radio(list(STATUSES), value="pending", label="Show", elem_id="review-status", scale=3)
             refresh = gr.Button("Refresh queue", elem_id="review-refresh", scale=1)
+        jobs = gr.Markdown("", elem_id="review-jobs")
         queue = gr.Dataframe(headers=HEADERS, value=[], interactive=False, elem_id="review-queue", max_height=220,
                              show_search="search")
         with gr.Row(equal_height=True):
@@ -286,7 +312,7 @@ def build() -> dict[str, Any]:
                 gr.Markdown("#### Grade")
                 grade = gr.HTML("", elem_id="review-grade")
                 with gr.Accordion("Edit a criterion", open=True, elem_id="review-edit"):
-                    criterion = gr.Dropdown(choices=[], value=None, label="Criterion", elem_id="review-criterion",
+                    criterion = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="Criterion", elem_id="review-criterion",
                                             interactive=False)
                     level = gr.Radio([1, 2, 3, 4], value=None, label="Level", elem_id="review-level")
                     feedback = gr.Textbox(label="Feedback (rationale the learner reads)", lines=3,
@@ -303,19 +329,20 @@ def build() -> dict[str, Any]:
                 history = gr.Markdown("", elem_id="review-history")
         with gr.Accordion("Certification sign-off", open=False, elem_id="review-signoff-panel"):
             with gr.Row():
-                ready = gr.Dropdown(choices=[], value=None, label="Ready for sign-off", elem_id="review-ready", scale=3)
+                ready = gr.Dropdown(allow_custom_value=True, choices=[], value=None, label="Ready for sign-off", elem_id="review-ready", scale=3)
                 ready_refresh = gr.Button("Refresh", elem_id="review-ready-refresh", scale=1)
             signoff_comment = gr.Textbox(label="Written comment for the learner (required)", lines=2,
                                          elem_id="review-signoff-comment")
             signoff_btn = gr.Button("Sign off and issue credential", variant="primary", elem_id="review-signoff")
             signoff_md = gr.Markdown("", elem_id="review-signoff-result")
-    version = gr.State(None)
-    current = gr.State(None)  # the open review's number
-    page = gr.State(1)  # the queue's page in view, 1 = the newest reviews
+    # What the tab has open is held by the browser (not in this process's memory): any app process serves its events.
+    version = gr.Number(None, precision=0, visible="hidden", elem_id="review-version")
+    current = gr.Number(None, precision=0, visible="hidden", elem_id="review-current")  # the open review's number
+    page = gr.Number(1, precision=0, visible="hidden", elem_id="review-page")  # 1 = the newest reviews
 
     view = [header, transcript, grade, history, version, criterion, level, feedback, better, save_btn, approve_btn,
             reject_btn, current]
-    listing = [queue, count, newer, older, page]
+    listing = [queue, count, newer, older, page, jobs]
     status.change(first_page, status, listing)
     refresh.click(refresh_page, [status, page], listing)
     newer.click(newer_page, [status, page], listing)

@@ -16,4 +16,13 @@ from roleplay.context import AppContext
 def extra_routes(context: AppContext) -> list[BaseRoute]:
     """Every route served beside the pages, for the app of `context`."""
     found: list[BaseRoute] = []
+    from roleplay.nudges import routes as nudge_routes  # emailed drill links and one-click unsubscribe
+
+    found += nudge_routes(context)
+    from roleplay.scorm import routes as scorm_routes  # a SCORM package's link and result requests
+
+    found += scorm_routes(context)
+    from roleplay.lti import routes as lti_routes  # LMS launch (LTI 1.3): login, launch, keys, deep linking
+
+    found += lti_routes(context)
     return found
