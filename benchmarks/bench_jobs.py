@@ -83,7 +83,7 @@ def _seed(store: Any, total: int) -> list[str]:
     for i in range(total):
         scn, tr = distinct[i % len(distinct)]
         sess = store.start_session(person.id, scn.id, "intermediate", "llm")
-        turns = [NewTurn(t.speaker, t.text, t.tokens, {"who": t.who} if t.who else None) for t in tr.turns]
+        turns = [NewTurn(t.speaker, t.text, t.tokens, t.meta()) for t in tr.turns]
         store.add_exchange(sess.id, turns, {}, first_idx=0, end_reason="learner")
         ids.append(sess.id)
     return ids

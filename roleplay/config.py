@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from roleplay.errors import ConfigError
@@ -144,7 +144,8 @@ class Settings(BaseSettings):
                                   description="Its port (default 587 with starttls, 465 with ssl, 25 with none).")
     smtp_security: SmtpSecurity = Field(default=SmtpSecurity.STARTTLS, description="starttls, ssl or none.")
     smtp_user: str | None = Field(default=None, description="Mail server user name, if it asks for one.")
-    smtp_password: str | None = Field(default=None, description="Mail server password.")
+    smtp_password: SecretStr | None = Field(default=None,
+                                            description="Mail server password (hidden in repr and logs).")
     smtp_from: str | None = Field(default=None, description="Sender, e.g. 'Roleplay <roleplay@example.com>'.")
     smtp_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds to wait for the mail server.")
     nudge_interval: float = Field(default=3600.0, ge=1, le=604_800,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from roleplay.grader import Judge
     from roleplay.jobs import GradingJobs
     from roleplay.llm import ChatModel
-    from roleplay.lrs import Outbox
+    from roleplay.lrs import BackgroundSender, Outbox
     from roleplay.nudges import NudgeScheduler, NudgeService
     from roleplay.persona import Voice
     from roleplay.practice import PracticeRun
@@ -132,12 +132,21 @@ class AppContext:
                       lambda scenario_id: self.catalog.scenarios.get(scenario_id))
 
     def lrs_listeners(self) -> list[Callable[[ReviewView], None]]:
-        """With ROLEPLAY_LRS_URL set: queue each approval's statement and start the background sender (stopped by
-        `close`); none otherwise."""
+        """With ROLEPLAY_LRS_URL set: queue each approval's statement for the LRS; none otherwise.
+
+        The background sender starts with the first approval (and is stopped by `close`), so a command that only reads
+        reviews starts no thread and never waits for the LRS; a long-running process calls `start_lrs_sender`.
+        """
         if not self.settings.lrs_url:
             return []
-        self.outbox.start_sender()
         return [self.outbox.on_approved]
+
+    def start_lrs_sender(self) -> BackgroundSender | None:
+        """Start the xAPI background sender now (the web app: it delivers what earlier runs left queued without
+        waiting for an approval); None when no LRS is configured. Stopped by `close`."""
+        if not self.settings.lrs_url:
+            return None
+        return self.outbox.start_sender()
 
     # -- engines -------------------------------------------------------------------------------------------
     def voice(self, offline: bool = False) -> Voice:

@@ -4,6 +4,9 @@ The programme's `reinforcement` steps say when (days after sign-off) and why; ea
 certified sprint at the certified level, the least practised scenarios first. A drill is done when the learner marks
 it done, or when it was practised before its reminder went out (a session of its scenario at its level or harder,
 started on or after its due date: the sender marks it done instead of emailing). Reminders are `roleplay.nudges`'s.
+
+Dates are UTC: a drill is due from the start (00:00 UTC) of its `due_on` date, for the reminder sender and for the
+Progress page alike (`due_date`, `drill_state`).
 """
 
 from __future__ import annotations
@@ -80,6 +83,41 @@ def schedule_drills(db: Session, plan: Iterable[Drill], *, certification_id: int
         db.add(row)
         db.flush()
         d.id = row.id
+
+
+def due_date(now: datetime) -> date:
+    """The latest `due_on` that is due at `now`: the UTC date of `now` (a naive time is taken as UTC)."""
+    return (now if now.tzinfo is None else now.astimezone(UTC)).date()
+
+
+def drill_state(drill: Drill, now: datetime | None = None) -> str:
+    """How a drill stands, in a few words: 'done 09 Mar', 'emailed 09 Mar', 'due' (its UTC due date has come by
+    `now`, the current time when None) or 'scheduled'."""
+    if drill.done:
+        return f"done {drill.done_at:%d %b}" if drill.done_at else "done"
+    if drill.sent_at:
+        return f"emailed {drill.sent_at:%d %b}"
+    return "due" if drill.due_on <= due_date(now or utcnow()) else "scheduled"
+
+
+_MAX_ID = 2**63 - 1  # the largest id a database integer column holds
+
+
+def drill_id_of(value: object) -> int:
+    """The drill id a page sent (the drill picker's value, which the browser may send as text).
+
+    Raises:
+        CertificationError: nothing was picked, or the value is not a drill id (text typed into the picker).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise CertificationError("pick the drill you have done first")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) < 20:
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_ID:
+        raise CertificationError("pick a drill from the list; typed text is not a drill")
+    return value
 
 
 def harder_or_equal(level: str) -> list[str]:

@@ -1,7 +1,8 @@
 """The xAPI outbox: approved results' statements kept in the database until the LRS holds them, across restarts.
 
 An approval is committed first; then its statement is put in the `xapi_outbox` table (`Outbox.on_approved`, one of
-the review service's `on_approved` listeners) and the background sender is woken. Delivery happens outside any
+the review service's `on_approved` listeners) and the background sender is woken (started by the first approval of
+a process, or at start by a long-running one: `AppContext.start_lrs_sender`). Delivery happens outside any
 review transaction, in batches, each request retried with `roleplay.retry`. Whatever is not delivered (the LRS down,
 5xx, timeouts, refused credentials, a reply without the statement ids) stays queued with its attempt count and last
 error, for the sender's next pass (with backoff) or the next `roleplay xapi send` (e.g. from cron). Every pass first
@@ -75,6 +76,8 @@ class SendReport:
     """Approved results found without a row and queued by this pass."""
     error: str | None = None
     """Why the pass stopped early (the LRS as a whole failed), in one line; None when it went through."""
+    stopped: bool = False
+    """The pass was cut short by stopping (the sender closing) with statements still queued."""
 
 
 @dataclass(frozen=True)
@@ -125,13 +128,14 @@ class Outbox:
         self.transport = transport
         self.sender: BackgroundSender | None = None
         self._sending = threading.Lock()
+        self._starting = threading.Lock()
 
     # -- queueing ------------------------------------------------------------------------------------------
     def on_approved(self, view: ReviewView) -> None:
-        """The review service's listener: queue the approved result's statement and wake the sender."""
+        """The review service's listener: queue the approved result's statement and wake the sender (started here
+        on the first approval when nothing started it before, so a command that only reads reviews starts none)."""
         self.enqueue(view)
-        if self.sender is not None:
-            self.sender.wake()
+        self.start_sender().wake()
 
     def enqueue(self, view: ReviewView) -> bool:
         """Queue the statement of an approved review; False when it is already in the outbox (or not approved)."""
@@ -174,7 +178,8 @@ class Outbox:
         the error, and so does everything after them.
 
         Args:
-            stop: Ends the pass between batches when set (the sender closing).
+            stop: Ends the pass between batches when set (the sender closing); `stopped` then says so when
+                statements were left queued.
 
         Raises:
             LRSError: no LRS is configured (ROLEPLAY_LRS_URL).
@@ -185,9 +190,9 @@ class Outbox:
             after = 0
             with LRSClient(lrs, timeout=self.timeout, policy=self.policy or SEND_POLICY,
                            transport=self.transport) as client:
-                while stop is None or not stop.is_set():
-                    batch = self._batch(after)
-                    if not batch:
+                while batch := self._batch(after):
+                    if stop is not None and stop.is_set():
+                        report.stopped = True
                         break
                     after = batch[-1][0]
                     try:
@@ -259,32 +264,35 @@ class Outbox:
 
     # -- the background sender -----------------------------------------------------------------------------
     def start_sender(self) -> BackgroundSender:
-        """Start the background sender (once)."""
-        if self.sender is None:
-            self.sender = BackgroundSender(self)
-            self.sender.start()
-        return self.sender
+        """Start the background sender (once); its first pass delivers what earlier runs left queued."""
+        with self._starting:
+            if self.sender is None:
+                self.sender = BackgroundSender(self)
+                self.sender.start()
+            return self.sender
 
     def close(self) -> None:
         """Stop the background sender, if running (a pass in progress gets `SENDER_STOP_WAIT` seconds)."""
-        if self.sender is not None:
-            self.sender.stop()
-            self.sender = None
+        with self._starting:
+            sender, self.sender = self.sender, None
+        if sender is not None:
+            sender.stop()
 
 
 class BackgroundSender:
     """A daemon thread that delivers the outbox: soon after an approval, then every `SENDER_IDLE` seconds; after a
     failed pass it waits `SENDER_BACKOFF` (doubling, with jitter), and approvals meanwhile wait for that retry.
 
-    Stopping, it makes one last pass when an approval came after the last one (a command-line approval is delivered
-    before the command ends), within the `SENDER_STOP_WAIT` that closing waits; what it cannot send stays queued.
+    Stopping, it makes one last pass when an approval came after the last pass began, or when stopping cut a pass
+    short with statements still queued (a command-line approval is delivered before the command ends), within the
+    `SENDER_STOP_WAIT` that closing waits; what it cannot send stays queued.
     """
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.failures = 0
         self._wake = threading.Event()
-        self._pending = threading.Event()  # an approval since the last pass began
+        self._pending = threading.Event()  # an approval since the last pass began, or a pass cut short by stopping
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="roleplay-xapi-sender", daemon=True)
 
@@ -343,6 +351,8 @@ class BackgroundSender:
         except Exception as exc:  # noqa: BLE001 - the sender outlives any one pass
             log.exception("the xAPI sender's pass failed")
             report = SendReport(error=f"{type(exc).__name__} in the sender")
+        if report.stopped:
+            self._pending.set()  # stopping came before this pass got to what was queued: the last pass sends it
         if report.error is None:
             if self.failures or report.sent:
                 log.info("xAPI: %d statement(s) delivered, %d queued, %d refused", report.sent, report.queued,

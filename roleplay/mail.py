@@ -18,7 +18,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from roleplay.config import Settings, SmtpSecurity
 from roleplay.errors import ConfigError, RoleplayError
@@ -42,7 +42,7 @@ class SmtpConfig(BaseModel):
     port: int = Field(description="Its port.")
     security: SmtpSecurity = Field(description="starttls, ssl or none.")
     user: str | None = Field(default=None, description="User name, if the server asks for one.")
-    password: str | None = Field(default=None, description="Password.")
+    password: SecretStr | None = Field(default=None, description="Password (hidden in repr and logs).")
     sender: str = Field(description="The From address.")
     timeout: float = Field(default=30.0, description="Seconds to wait for the server.")
 
@@ -76,7 +76,7 @@ class SmtpConfig(BaseModel):
             if self.security is SmtpSecurity.STARTTLS:
                 conn.starttls(context=ssl.create_default_context())
             if self.user is not None:
-                conn.login(self.user, self.password or "")
+                conn.login(self.user, self.password.get_secret_value() if self.password else "")
         except BaseException:
             conn.close()
             raise
@@ -164,13 +164,15 @@ class LinkSigner:
         return [str(v) for v in values]
 
 
-def smtp_problem(exc: BaseException, smtp: SmtpConfig, to: str = "") -> str:
-    """One line on why an email was not handed over."""
+def smtp_problem(exc: BaseException, smtp: SmtpConfig, to: str = "", sending: bool = False) -> str:
+    """One line on why an email was not handed over (`sending`: the connection was made; the email itself failed)."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, msg = next(iter(exc.recipients.values()), (0, b""))
         text = f"the mail server refused the address {to}: {code} {_text(msg)}"
     elif isinstance(exc, smtplib.SMTPAuthenticationError):
         text = "the mail server refused the login; check ROLEPLAY_SMTP_USER and ROLEPLAY_SMTP_PASSWORD"
+    elif isinstance(exc, smtplib.SMTPNotSupportedError) and sending:
+        text = f"the mail server cannot take the email to {to}: {exc}"
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
         text = (f"the mail server does not offer what was asked ({exc}); set ROLEPLAY_SMTP_SECURITY=ssl (port 465), "
                 "or none for a relay on this machine")

@@ -9,6 +9,10 @@ unsubscribed. Delivery is once per drill and nothing is lost:
   accepted it;
 - a failure (mail server down, a refused address, a dropped connection) puts the drill back to `scheduled` with the
   reason in `last_error`, to be tried on the next run; a dropped connection ends the run, leaving the rest untouched;
+- an email that cannot be made (an address the mail server cannot take, such as one with non-ASCII characters) fails
+  alone: its drill is never claimed, the reason goes in `last_error`, and the run carries on with the next drill;
+- a claim's time is taken when the drill is claimed, not when the run started, so a drill claimed late in a long run
+  is not taken for a stale claim by a run started meanwhile;
 - a claim older than `CLAIM_TIMEOUT` (a sender killed between handing the email over and recording it) is tried
   again with the same Message-ID (`<drill-ID.DUE@domain>`), so a rare resend is recognisable as the same email.
 
@@ -18,6 +22,7 @@ A drill practised since it fell due is marked done instead of emailed (see `role
 
 from __future__ import annotations
 
+import email.errors
 import logging
 import smtplib
 import threading
@@ -34,7 +39,7 @@ from sqlalchemy import or_, select, update
 
 from roleplay.catalog import Catalog
 from roleplay.config import Settings
-from roleplay.drills import practised_at
+from roleplay.drills import due_date, practised_at
 from roleplay.errors import ConfigError, NotFoundError, RoleplayError
 from roleplay.mail import ERROR_MAX, LinkSigner, SmtpConfig, public_base, smtp_problem
 from roleplay.models import DrillStatus, Person, ReinforcementDrill, utcnow
@@ -51,7 +56,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLAIM_TIMEOUT = timedelta(minutes=15)  # longer than any one email takes; an older claim's sender is gone
-_ONE_EMAIL = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)  # this email failed; the next may go
+# Raised while sending (not connecting), these mean this email failed and the next may go. SMTPNotSupportedError
+# while sending: the server cannot take this email (e.g. an address that needs SMTPUTF8, which it does not offer).
+_ONE_EMAIL = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPNotSupportedError)
+
+
+def _one_line(text: str) -> str:
+    """`text` with every run of whitespace (line breaks included) made one space: a header value must be one line."""
+    return " ".join(str(text).split())
 
 
 def _unclaimed(stale: datetime) -> Any:
@@ -209,7 +221,8 @@ class NudgeService:
     def compose(self, row: ReinforcementDrill, person: Person) -> EmailMessage:
         """The reminder email of a due drill: plain text and HTML, the link back and the unsubscribe headers."""
         scn = self.catalog.scenarios.get(row.scenario_id)
-        title = scn.title if scn else row.scenario_id
+        title = _one_line(scn.title if scn else row.scenario_id)
+        name = _one_line(person.display_name)
         purpose = next((r.purpose for r in self.programme.reinforcement if r.after_days == row.after_days), "")
         sprint = self.programme.sprint_title(row.sprint)
         certified = row.due_on - timedelta(days=row.after_days)
@@ -218,22 +231,23 @@ class NudgeService:
                  "now keeps the skill fresh:")
         why = f"Why now: {purpose}" if purpose else ""
         msg = EmailMessage()
-        msg["Subject"] = f"Time to practise: {title} ({row.level})"
-        msg["From"] = self.smtp.sender if self.smtp else f"roleplay <roleplay@{urlsplit(self._base()).hostname}>"
-        msg["To"] = formataddr((person.display_name, person.email or ""))
+        msg["Subject"] = f"Time to practise: {title} ({_one_line(row.level)})"
+        msg["From"] = (_one_line(self.smtp.sender) if self.smtp
+                       else f"roleplay <roleplay@{urlsplit(self._base()).hostname}>")
+        msg["To"] = formataddr((name, _one_line(person.email or "")))
         msg["Date"] = format_datetime(self.clock())
         msg["Message-ID"] = self.message_id(row)
         msg["List-Unsubscribe"] = f"<{unsubscribe}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 one-click
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(
-            f"Hi {person.display_name},\n\n{intro}\n\n  {title}, at {row.level} level\n  {why}\n\n"
+            f"Hi {name},\n\n{intro}\n\n  {title}, at {row.level} level\n  {why}\n\n"
             f"Start it here (sign in if asked):\n{link}\n\nOnce you have practised it, it counts as done; you can also "
             f"mark it done on your Progress page.\n\n--\nYou get this reminder because a facilitator signed off your "
             f"certification. To stop these emails: {unsubscribe}\n")
         msg.add_alternative(
             f'<!doctype html><html><body style="font-family:sans-serif;line-height:1.5;color:#222">'
-            f"<p>Hi {escape(person.display_name)},</p><p>{escape(intro)}</p>"
+            f"<p>Hi {escape(name)},</p><p>{escape(intro)}</p>"
             f"<p><b>{escape(title)}</b>, at {escape(row.level)} level<br>{escape(why)}</p>"
             f'<p><a href="{escape(link)}" style="background:#4f46e5;color:#fff;padding:8px 16px;border-radius:6px;'
             f'text-decoration:none">Start the drill</a></p><p>Once you have practised it, it counts as done; you can '
@@ -249,12 +263,16 @@ class NudgeService:
         with self.store.session() as db:
             found = db.execute(
                 select(ReinforcementDrill, Person).join(Person, Person.id == ReinforcementDrill.person_id)
-                .where(ReinforcementDrill.due_on <= now.date(), _unclaimed(now - self.claim_timeout))
+                .where(ReinforcementDrill.due_on <= due_date(now), _unclaimed(now - self.claim_timeout))
                 .order_by(ReinforcementDrill.due_on, ReinforcementDrill.id))
             return [(drill, person) for drill, person in found]
 
-    def _claim(self, row: ReinforcementDrill, now: datetime) -> int | None:
-        """Take a drill for this run (one conditional UPDATE); its attempt number, or None if another run has it."""
+    def _claim(self, row: ReinforcementDrill) -> int | None:
+        """Take a drill for this run (one conditional UPDATE); its attempt number, or None if another run has it.
+
+        The claim is timed now, not at the start of the run: a late claim in a long run must not look stale already.
+        """
+        now = self.clock()
         with self.store.session() as db:
             done = db.execute(update(ReinforcementDrill).where(
                 ReinforcementDrill.id == row.id, _unclaimed(now - self.claim_timeout))
@@ -271,11 +289,23 @@ class NudgeService:
                 ReinforcementDrill.attempts == attempt).values(**values))
 
     def _note_unsent(self, drill_ids: list[int], problem: str) -> None:
-        """Record why drills a stopped run did not get to are still unsent (they stay due)."""
+        """Record why drills are still unsent (they stay due): `problem`, one line."""
         with self.store.session() as db:
             db.execute(update(ReinforcementDrill).where(ReinforcementDrill.id.in_(drill_ids),
                                                         ReinforcementDrill.status == DrillStatus.SCHEDULED)
-                       .values(last_error=f"not tried: {problem}"[:ERROR_MAX]))
+                       .values(last_error=problem[:ERROR_MAX]))
+
+    def _email(self, row: ReinforcementDrill, person: Person) -> tuple[EmailMessage | None, str]:
+        """The reminder email of a drill, or None and one line on why it cannot be made."""
+        try:
+            return self.compose(row, person), ""
+        except (ValueError, email.errors.MessageError) as exc:  # (UnicodeEncodeError is a ValueError)
+            fix = f"change it with `roleplay people set {person.username} --email ADDRESS`"
+            if isinstance(exc, UnicodeError):
+                problem = f"the address {person.email} has characters outside plain ASCII; {fix}"
+            else:
+                problem = f"the email could not be made ({_one_line(str(exc))}); check the learner's name and address"
+            return None, problem[:ERROR_MAX]
 
     def _settle_practised(self, row: ReinforcementDrill, dry_run: bool) -> datetime | None:
         """Mark a drill practised since it fell due done (no email needed); returns when it was practised."""
@@ -300,10 +330,9 @@ class NudgeService:
             raise ConfigError("no mail server is configured: set ROLEPLAY_SMTP_HOST and ROLEPLAY_SMTP_FROM; "
                               "`roleplay nudges send --dry-run` shows what would be sent")
         self._base()
-        now = self.clock()
         report = SendReport(dry_run=dry_run)
         conn: smtplib.SMTP | None = None
-        due = self._due(now)
+        due = self._due(self.clock())
         try:
             for i, (row, person) in enumerate(due):
                 if person.unsubscribed_at is not None:
@@ -318,15 +347,23 @@ class NudgeService:
                                                    subject="", result="would mark done" if dry_run else "done",
                                                    detail=f"practised {when:%d %b %Y %H:%M}"))
                     continue
+                msg, problem = self._email(row, person)
+                if msg is None:  # this one email fails; the others still go
+                    report.outcomes.append(Outcome(drill_id=row.id, username=person.username, to=person.email,
+                                                   subject="", result="failed", detail=problem))
+                    log.warning("nudges: drill %s to %s not sent: %s", row.id, person.username, problem)
+                    if not dry_run:
+                        self._note_unsent([row.id], problem)
+                    continue
                 if dry_run:
                     report.outcomes.append(Outcome(drill_id=row.id, username=person.username, to=person.email,
-                                                   subject=str(self.compose(row, person)["Subject"]),
-                                                   result="would send"))
+                                                   subject=str(msg["Subject"]), result="would send"))
                     continue
-                conn, stop = self._send_one(conn, row, person, now, report)
+                conn, stop = self._send_one(conn, row, person, msg, report)
                 if stop:
                     report.stopped = stop
-                    self._note_unsent([r.id for r, p in due[i + 1:] if p.email and p.unsubscribed_at is None], stop)
+                    self._note_unsent([r.id for r, p in due[i + 1:] if p.email and p.unsubscribed_at is None],
+                                      f"not tried: {stop}")
                     break
         finally:
             if conn is not None:
@@ -337,24 +374,25 @@ class NudgeService:
         log.info("nudges: %s", report.summary())
         return report
 
-    def _send_one(self, conn: smtplib.SMTP | None, row: ReinforcementDrill, person: Person, now: datetime,
+    def _send_one(self, conn: smtplib.SMTP | None, row: ReinforcementDrill, person: Person, msg: EmailMessage,
                   report: SendReport) -> tuple[smtplib.SMTP | None, str]:
         """Claim, send and record one drill; returns the connection and why the run must stop ('' to go on)."""
-        attempt = self._claim(row, now)
+        attempt = self._claim(row)
         if attempt is None:
             return conn, ""  # another run took it a moment ago
-        msg = self.compose(row, person)
         assert self.smtp is not None
+        connected = conn is not None
         try:
             conn = conn or self.smtp.connect()
+            connected = True
             conn.send_message(msg)
         except (smtplib.SMTPException, OSError) as exc:
-            problem = smtp_problem(exc, self.smtp, person.email or "")
+            problem = smtp_problem(exc, self.smtp, person.email or "", sending=connected)
             self._finish(row.id, attempt, status=DrillStatus.SCHEDULED, claimed_at=None, last_error=problem)
             report.outcomes.append(Outcome(drill_id=row.id, username=person.username, to=person.email or "",
                                            subject=str(msg["Subject"]), result="failed", detail=problem))
             log.warning("nudges: drill %s to %s not sent: %s", row.id, person.username, problem)
-            if isinstance(exc, _ONE_EMAIL) and getattr(exc, "smtp_code", None) != 421:  # 421: the server hung up
+            if connected and isinstance(exc, _ONE_EMAIL) and getattr(exc, "smtp_code", None) != 421:  # 421: hung up
                 return conn, ""
             if conn is not None:
                 conn.close()

@@ -54,7 +54,20 @@ def check_email(email: str | None) -> str | None:
     if (not local or "." not in domain.strip(".") or len(address) > MAX_EMAIL
             or any(ch.isspace() or not ch.isprintable() or ch in "<>,;\"" for ch in address)):
         raise RoleplayError(f"'{address}' is not an email address; type one like ana@example.com")
+    if not address.isascii():
+        raise RoleplayError(f"'{address}' has characters outside plain ASCII, which reminder emails cannot be sent to; "
+                            f"type the address in ASCII{_ascii_hint(local, domain)}")
     return address
+
+
+def _ascii_hint(local: str, domain: str) -> str:
+    """The ASCII (IDNA) form of an address whose only non-ASCII part is its domain, as a hint; else ''."""
+    if not local.isascii():
+        return ""
+    try:
+        return f" (for this domain: {local}@{domain.encode('idna').decode('ascii')})"
+    except UnicodeError:
+        return ""
 
 
 def check_role(role: str | None) -> Role:

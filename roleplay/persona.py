@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roleplay import scene
 from roleplay.errors import RoleplayError
@@ -89,8 +89,18 @@ class Mind(BaseModel):
 class PersonaState(Mind):
     """Everything the engine knows about a conversation; stored with the session and shown to facilitators.
 
-    The fields of `Mind` are the (first) persona's; in a scene, the other cast members' minds are in `cast`.
+    The fields of `Mind` are the (first) persona's; in a scene, the other cast members' minds are in `cast`. How each
+    learner turn was read is kept with the turn (`Turn.reading`), not here, so the state stays small however long the
+    conversation grows.
     """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readings_moved_to_turns(cls, data: Any) -> Any:
+        """A state stored before the readings moved onto the turns still loads (its list of readings is dropped)."""
+        if isinstance(data, dict) and "readings" in data:
+            data = {k: v for k, v in data.items() if k != "readings"}
+        return data
 
     scenario_id: str = Field(description="Scenario id.")
     level: str = Field(description="Difficulty level.")
@@ -101,7 +111,6 @@ class PersonaState(Mind):
     foreign_turns: int = Field(default=0, description="Consecutive learner turns in another language than the scenario's.")
     revealed: list[Reveal] = Field(default_factory=list, description="Hidden facts revealed so far.")
     last_moves: list[str] = Field(default_factory=list, description="Moves of the last learner turn.")
-    readings: list[dict[str, Any]] = Field(default_factory=list, description="The reading of each learner turn (compact).")
     reader_fallbacks: int = Field(default=0, description="Turns the LLM reader failed and the offline reader read instead.")
     breaks: list[CharacterBreak] = Field(default_factory=list, description="Character breaks detected and repaired.")
     trimmed_turns: int = Field(default=0, description="Turns dropped from the model context to fit the budget.")
@@ -224,6 +233,11 @@ class Conversation:
                     scene.spoke(self.state.meeting, m.id, line, 0, "opening")
         return "\n\n".join(said)
 
+    @property
+    def readings(self) -> list[dict[str, Any]]:
+        """How each learner turn so far was read (compact), in order."""
+        return [t.reading for t in self.transcript.turns if t.speaker == "learner" and t.reading is not None]
+
     def opening_turns(self) -> list[Turn]:
         """The persona turns said before the learner's first turn."""
         out = []
@@ -243,7 +257,7 @@ class Conversation:
             raise RoleplayError("this conversation has ended; start a new session to practise again")
         text = check_turn(text)
         directives = self._advance(text)
-        self._record("learner", text)
+        self._record("learner", text, reading=self.last_reading.compact() if self.last_reading else None)
         turn = self.state.learner_turns
         for index, (directive, role, cut_off) in enumerate(directives):
             reply = ""
@@ -317,7 +331,6 @@ class Conversation:
         st, scn = self.state, self.scenario
         reading = self.reader.read(text, self.context())
         self.last_reading = reading
-        st.readings.append(reading.compact())
         if reading.reader.startswith("offline (llm failed"):
             st.reader_fallbacks += 1
         moves, move = list(reading.moves), reading.main_move
@@ -559,10 +572,10 @@ class Conversation:
         mind.said.append(line)
         return line
 
-    def _record(self, speaker: str, text: str, who: str | None = None) -> None:
+    def _record(self, speaker: str, text: str, who: str | None = None, reading: dict[str, Any] | None = None) -> None:
         tokens = self.counter.count(text)
         turn = Turn(speaker=speaker, text=text, tokens=tokens,  # type: ignore[arg-type]
-                    who=who if self.scenario.is_scene and speaker == "persona" else None)
+                    who=who if self.scenario.is_scene and speaker == "persona" else None, reading=reading)
         self.transcript.turns.append(turn)
         if self.on_turn is not None:
             self.on_turn(turn, self.state.model_dump(mode="json"))

@@ -79,7 +79,7 @@ class PracticeRun:
 
     def _take(self, turn: Turn, _state: dict[str, Any]) -> None:
         """Keep a turn until its exchange is complete (stored together by `_store`)."""
-        self.pending.append(NewTurn(turn.speaker, turn.text, turn.tokens, {"who": turn.who} if turn.who else None))
+        self.pending.append(NewTurn(turn.speaker, turn.text, turn.tokens, turn.meta()))
 
     def _store(self) -> None:
         """Store the turns taken since the last exchange, with the state after them, in one transaction."""

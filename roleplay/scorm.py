@@ -1,4 +1,4 @@
-"""SCORM 1.2 packages of a scenario, and the HTTP routes their SCO calls to learn a learner's approved result.
+"""SCORM 1.2 packages of a scenario, their signed ids and link tokens, and the result a course may read.
 
 A package (`build_package`) is a zip an LMS imports: `imsmanifest.xml` (one organization, one item, one SCO
 resource; `adlcp:masteryscore` when the rubric's threshold alone decides a pass), the four SCORM 1.2 schema files it
@@ -13,7 +13,7 @@ own packages and their scenario without a table. A learner links the course to t
 page hands to the course window with `postMessage` addressed to that origin only. `/scorm/result` answers only
 with a valid, unexpired token for that package and student id, sent from that origin (when the browser names one),
 and only with that learner's approved result of that scenario: a status and a score, nothing else. Every refusal
-is the same 401 body.
+is the same 401 body. The routes are `roleplay.scorm_routes`'s.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import html
 import json
-import logging
 import os
 import re
 import secrets
@@ -36,16 +35,12 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-from roleplay.errors import RoleplayError, StandardsError
+from roleplay.errors import StandardsError
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import BaseRoute
-
     from roleplay.context import AppContext
     from roleplay.review import ReviewService
     from roleplay.rubric import Rubric
@@ -63,15 +58,6 @@ MAX_TOKEN = 2048
 NS_CP = "http://www.imsproject.org/xsd/imscp_rootv1p1p2"
 NS_ADLCP = "http://www.adlnet.org/xsd/adlcp_rootv1p2"
 NS_MD = "http://www.imsglobal.org/xsd/imsmd_rootv1p2p1"
-log = logging.getLogger(__name__)
-_PROBLEMS = {
-    400: ("Open this from your course", "The course did not say who you are; close this window and open the practice "
-                                        "from your course again."),
-    404: ("Unknown course package", "This course package was not made by this roleplay app, or its scenario was "
-                                    "removed; ask your course administrator to export it again."),
-    503: ("Not available", "roleplay cannot check course links just now; tell your administrator."),
-}
-REFUSED = {"error": "this link to roleplay is not valid or has expired; open the practice from the course again"}
 
 
 # --- numbers ------------------------------------------------------------------------------------------------------
@@ -197,7 +183,9 @@ def new_package_id(key: bytes, scenario_id: str) -> str:
 def package_scenario(key: bytes, package_id: str) -> str | None:
     """The scenario id of a package this deployment signed, else None."""
     body, _, mac = package_id.rpartition(".")
-    if not body or len(package_id) > MAX_FIELD or not hmac.compare_digest(mac, _mac(key, "package", body, 16)):
+    # bytes, not str: compare_digest refuses a str with non-ASCII characters, and anyone may send one
+    if (not body or len(package_id) > MAX_FIELD
+            or not hmac.compare_digest(mac.encode(), _mac(key, "package", body, 16).encode())):
         return None
     return body.partition(".")[0]
 
@@ -225,7 +213,8 @@ def issue_token(key: bytes, package: str, student: str, learner: str, origin: st
 def read_token(key: bytes, token: str, package: str, student: str, now: float | None = None) -> Link | None:
     """The link a token proves for this package and student, or None (forged, altered, expired or another's)."""
     payload, _, mac = token.partition(".")
-    if not payload or len(token) > MAX_TOKEN or not hmac.compare_digest(mac, _mac(key, "token", payload)):
+    if (not payload or len(token) > MAX_TOKEN
+            or not hmac.compare_digest(mac.encode(), _mac(key, "token", payload).encode())):
         return None
     try:
         data = json.loads(_unb64(payload))
@@ -250,15 +239,16 @@ class Package:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-def _data(name: str) -> bytes:
+def data_file(name: str) -> bytes:
+    """A file of `roleplay/data/scorm12/` (schemas, pages, scripts)."""
     return resources.files("roleplay").joinpath("data", "scorm12", name).read_bytes()
 
 
-def _template(file: str, /, **values: str) -> str:
-    """A page from `roleplay/data/scorm12/`, its `$names` filled with HTML-escaped values (`body`, `script`, `data`
-    and `nonce` as they are)."""
+def fill_page(file: str, /, **values: str) -> str:
+    """A page from `roleplay/data/scorm12/`, its `$names` filled with HTML-escaped values (`body`, `script`, `data`,
+    `nonce` and `config` as they are)."""
     raw = {"body", "script", "data", "nonce", "config"}
-    return Template(_data(file).decode("utf-8")).substitute(
+    return Template(data_file(file).decode("utf-8")).substitute(
         {k: v if k in raw else html.escape(v) for k, v in values.items()})
 
 
@@ -306,7 +296,7 @@ def manifest_xml(package_id: str, scenario: Scenario, mastery: float | None, fil
 def launch_page(package_id: str, scenario: Scenario, app_url: str, poll_seconds: float) -> str:
     """The SCO's launch page: the scenario's briefing, the practice button, and what the script needs."""
     config = json.dumps({"app": app_url, "package": package_id, "poll": poll_seconds}).replace("<", "\\u003c")
-    return _template("sco.html", title=scenario.title, briefing=scenario.briefing.strip(), config=config)
+    return fill_page("sco.html", title=scenario.title, briefing=scenario.briefing.strip(), config=config)
 
 
 def build_package(scenario: Scenario, rubric: Rubric, app_url: str, key: bytes,
@@ -316,10 +306,10 @@ def build_package(scenario: Scenario, rubric: Rubric, app_url: str, key: bytes,
     package_id = new_package_id(key, scenario.id)
     mastery = mastery_score(rubric)
     sco = {LAUNCH_PAGE: launch_page(package_id, scenario, app_url, poll_seconds).encode("utf-8"),
-           SCO_SCRIPT: _data(SCO_SCRIPT)}
+           SCO_SCRIPT: data_file(SCO_SCRIPT)}
     files = {"imsmanifest.xml": manifest_xml(package_id, scenario, mastery, list(sco)).encode("utf-8")}
     files.update(sco)
-    files.update({name: _data(name) for name in SCHEMA_FILES})
+    files.update({name: data_file(name) for name in SCHEMA_FILES})
     return Package(package_id=package_id, scenario_id=scenario.id, title=scenario.title, mastery=mastery, files=files)
 
 
@@ -405,182 +395,3 @@ def scorm_result(reviews: ReviewService, learner: str, scenario_id: str, rubric:
     best = max(mine, key=lambda r: (r.grade.passed, r.grade.overall, r.approved_at))
     status = ("passed" if best.grade.passed else "failed") if reports_pass_fail(rubric) else "completed"
     return {"approved": True, "status": status, "score": percent(best.grade.overall)}
-
-
-# --- HTTP routes --------------------------------------------------------------------------------------------------
-
-def routes(context: AppContext) -> list[BaseRoute]:
-    """`/scorm/link` (a learner, signed in to the app, links a course) and `/scorm/result` (the course asks for the
-    learner's approved result; CORS for this route only)."""
-    from starlette.routing import Route
-
-    endpoints = _Endpoints(context)
-    return [Route("/scorm/link", endpoints.link_page, methods=["GET"]),
-            Route("/scorm/link", endpoints.link, methods=["POST"]),
-            Route("/scorm/result", endpoints.result, methods=["GET", "OPTIONS"])]
-
-
-async def signed_in_user(request: Request) -> str | None:
-    """The username signed in to the Gradio app that serves `request` (its sign-in cookie), or None."""
-    import inspect
-    from collections.abc import Mapping
-
-    from starlette.concurrency import run_in_threadpool
-
-    app = request.scope.get("app")
-    dependency = getattr(app, "auth_dependency", None)
-    if dependency is not None:
-        user = dependency(request)
-        return (await user if inspect.isawaitable(user) else user) or None
-    tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
-    if not isinstance(tokens, Mapping) or not cookie_id:
-        return None
-    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(f"access-token-unsecure-{cookie_id}")
-    return await run_in_threadpool(tokens.get, token) if token else None  # the sign-ins may be in the database
-
-
-def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None:
-        return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
-    return urlsplit(origin).netloc == request.headers.get("host", "")
-
-
-class _Endpoints:
-    """The `/scorm/*` endpoints of one app context; the key is read on first use."""
-
-    def __init__(self, context: AppContext) -> None:
-        self.context = context
-        self._key: bytes | None = None
-
-    @property
-    def key(self) -> bytes:
-        if self._key is None:
-            self._key = load_or_create_key(self.context.settings.data_dir)
-        return self._key
-
-    def _target(self, package: str) -> tuple[Scenario, Rubric] | None:
-        """The scenario and rubric of a package this deployment signed (None when unknown or removed)."""
-        from roleplay.errors import NotFoundError
-
-        scenario_id = package_scenario(self.key, package)
-        scenario = self.context.catalog.scenarios.get(scenario_id or "")
-        try:
-            return (scenario, self.context.catalog.rubric_for(scenario)) if scenario is not None else None
-        except NotFoundError:
-            return None
-
-    def _person(self, username: str) -> Any:
-        from roleplay.errors import NotFoundError
-
-        try:
-            return self.context.store.person(username)
-        except NotFoundError:
-            return None
-
-    def _page(self, status: int, body: str, data: dict[str, str] | None = None) -> Response:
-        from starlette.responses import HTMLResponse
-
-        nonce = secrets.token_urlsafe(16)
-        page = _template("link.html", nonce=nonce, body=body, script=_data("link.js").decode("utf-8"),
-                         data=json.dumps(data or {}).replace("<", "\\u003c"))
-        policy = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
-                  "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-        return HTMLResponse(page, status_code=status, headers={
-            "Content-Security-Policy": policy, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
-
-    def _problem(self, status: int) -> Response:
-        heading, text = _PROBLEMS[status]
-        return self._page(status, f"<h1>{heading}</h1><p>{text}</p>")
-
-    async def link_page(self, request: Request) -> Response:
-        """The page a course opens: sign in, then confirm the link (the confirmation is a click, never a GET)."""
-        from starlette.concurrency import run_in_threadpool
-
-        query = request.query_params
-        package, student, name, origin = (query.get(k, "") for k in ("package", "student", "name", "origin"))
-        try:
-            target = await run_in_threadpool(self._target, package)
-        except RoleplayError:
-            log.exception("SCORM links cannot be checked")
-            return self._problem(503)
-        if target is None:
-            return self._problem(404)
-        if not student or len(student) > MAX_FIELD or len(name) > MAX_FIELD or not valid_origin(origin):
-            return self._problem(400)
-        scenario = target[0]
-        user = await signed_in_user(request)
-        person = await run_in_threadpool(self._person, user) if user else None
-        data = {"package": package, "student": student, "origin": origin,
-                "practice": "../?" + urlencode({"scenario": scenario.id, "level": PRACTICE_LEVEL})}
-        if person is None:
-            return self._page(200, _template("link-signin.html", title=scenario.title), data)
-        if person.role != "learner":
-            return self._page(200, _template("link-role.html", user=person.username, role=person.role), data)
-        return self._page(200, _template("link-confirm.html", title=scenario.title, display=person.display_name,
-                                         user=person.username, origin=origin, name=name or student, student=student,
-                                         days=str(TOKEN_TTL // 86400)), data)
-
-    async def link(self, request: Request) -> Response:
-        """Issue the token for the signed-in learner (JSON, same origin only: a cross-site page cannot ask)."""
-        from starlette.concurrency import run_in_threadpool
-        from starlette.responses import JSONResponse
-
-        headers = {"Cache-Control": "no-store"}
-        if not _same_origin(request) or request.headers.get("content-type", "").split(";")[0] != "application/json":
-            return JSONResponse({"error": "links are made on roleplay's own page"}, 403, headers)
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        fields = [body.get(k) if isinstance(body, dict) else None for k in ("package", "student", "origin")]
-        if not all(isinstance(v, str) and v for v in fields):
-            return JSONResponse({"error": "send package, student and origin"}, 400, headers)
-        package, student, origin = fields
-        user = await signed_in_user(request)
-        person = await run_in_threadpool(self._person, user) if user else None
-        if person is None:
-            return JSONResponse({"error": "sign in to roleplay first"}, 401, headers)
-        if person.role != "learner":
-            return JSONResponse({"error": f"'{person.username}' is a {person.role}; sign in as a learner"}, 403,
-                                headers)
-        try:
-            target = await run_in_threadpool(self._target, package)
-        except RoleplayError:
-            log.exception("SCORM links cannot be made")
-            return JSONResponse({"error": "roleplay cannot make course links just now"}, 503, headers)
-        if target is None or len(student) > MAX_FIELD or not valid_origin(origin):
-            return JSONResponse({"error": "this course package is not one of this app's"}, 400, headers)
-        return JSONResponse({"token": issue_token(self.key, package, student, person.username, origin)}, 200, headers)
-
-    async def result(self, request: Request) -> Response:
-        """The learner's approved result for a token's package and student; any doubt is the same 401."""
-        from starlette.concurrency import run_in_threadpool
-        from starlette.responses import JSONResponse, Response
-
-        origin = request.headers.get("origin")
-        cors = {"Vary": "Origin", **({"Access-Control-Allow-Origin": origin} if origin and valid_origin(origin) else {})}
-        if request.method == "OPTIONS":
-            return Response(status_code=204, headers={**cors, "Access-Control-Allow-Methods": "GET",
-                                                      "Access-Control-Allow-Headers": "Authorization",
-                                                      "Access-Control-Max-Age": "600"})
-        headers = {**cors, "Cache-Control": "no-store"}
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        package, student = request.query_params.get("package", ""), request.query_params.get("student", "")
-        try:
-            link = read_token(self.key, token.strip(), package, student) if scheme.lower() == "bearer" else None
-            target = await run_in_threadpool(self._target, package) if link is not None else None
-            if link is None or target is None or (origin is not None and origin != link.origin):
-                return JSONResponse(REFUSED, 401, headers)
-            answer = await run_in_threadpool(self._result, link.learner, *target)
-        except RoleplayError:
-            log.exception("SCORM results cannot be read")
-            return JSONResponse({"error": "roleplay cannot answer just now; try again later"}, 503, headers)
-        return JSONResponse(answer, 200, headers) if answer is not None else JSONResponse(REFUSED, 401, headers)
-
-    def _result(self, learner: str, scenario: Scenario, rubric: Rubric) -> dict[str, Any] | None:
-        if self._person(learner) is None:  # removed since the link was made
-            return None
-        return scorm_result(self.context.reviews, learner, scenario.id, rubric)
-

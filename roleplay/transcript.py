@@ -32,12 +32,20 @@ class Turn(BaseModel):
                             "spoke (None for the learner, or when there is one persona).")
     at: datetime | None = Field(default=None, description="When it was said (UTC).")
     tokens: int | None = Field(default=None, description="Token count of the text, if known.")
+    reading: dict[str, Any] | None = Field(default=None, description="How a learner turn was read when it was said "
+                                           "(moves, relevance, language; compact), if recorded.")
 
     @classmethod
     def from_row(cls, row: Any) -> Turn:
         """The turn of a stored row (`roleplay.models.TurnRow`)."""
-        return cls(speaker=row.speaker, text=row.text, at=row.created_at, tokens=row.tokens,
-                   who=(row.meta or {}).get("who"))
+        meta = row.meta or {}
+        return cls(speaker=row.speaker, text=row.text, at=row.created_at, tokens=row.tokens, who=meta.get("who"),
+                   reading=meta.get("reading"))
+
+    def meta(self) -> dict[str, Any] | None:
+        """What is stored beside the text (`TurnRow.meta`): the speaker in a scene, the reading of a learner turn."""
+        out = {k: v for k, v in (("who", self.who), ("reading", self.reading)) if v is not None}
+        return out or None
 
 
 class Transcript(BaseModel):

@@ -144,7 +144,8 @@ def test_a_scenario_with_one_problem_is_not_saved_with_one_warning(people: Store
 # --- 2. each person sees only the tabs of their role -----------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("who", "tabs"), [("ana", ["practice", "progress"]), ("fay", ["review", "calibrate", "people"]),
+@pytest.mark.parametrize(("who", "tabs"), [("ana", ["practice", "progress"]),
+                                           ("fay", ["review", "calibrate", "people", "analytics"]),
                                            ("dee", ["author"])])
 def test_only_the_tabs_of_ones_role_are_shown(people: Store, who: str, tabs: list[str]) -> None:
     from roleplay.ui import app

@@ -344,3 +344,22 @@ def test_llm_judge_anchors_on_similar_approved_exemplars(stub_llm: StubOpenAI, m
     examples = user.split(f"<<<EXAMPLES {nonce}>>>")[1].split(f"<<<END EXAMPLES {nonce}>>>")[0]
     assert "That sounds exhausting, I'm sorry." in examples and "Never shown." not in user
     assert "Names the feeling" not in user, "model-written rationales are not sent"
+
+
+def test_a_quote_cited_for_several_criteria_is_read_once_per_grade(stub_llm: StubOpenAI, md: Any) -> None:
+    from roleplay.reader import offline_reader
+
+    scn, rubric = md
+    reader = offline_reader()
+    read: list[str] = []
+
+    class Counting:
+        def read(self, text: str, context: Any) -> Any:
+            read.append(text)
+            return reader.read(text, context)
+
+    quote = QUOTES["empathy"]
+    stub_llm.queue(judge_reply(rubric, 2, quote))
+    grade = LLMJudge(llm(stub_llm), reader=Counting()).grade(transcript(SOLID), rubric, scn)  # type: ignore[arg-type]
+    cited = sum(1 for c in grade.criteria if quote in c.evidence or quote[:60] in c.rationale)
+    assert cited >= 2 and read.count(quote) == 1

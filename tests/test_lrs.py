@@ -6,6 +6,8 @@ speaks, stores them and can fail, answer garbage, or stop and start again on the
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -181,13 +183,93 @@ def test_nothing_is_lost_while_the_lrs_is_down_even_across_a_restart(monkeypatch
     server.start()
     try:
         second = AppContext()
-        second.reviews  # noqa: B018 - the app's services start; so does the sender
+        second.reviews  # noqa: B018 - the app's services start
+        assert second.start_lrs_sender() is not None  # as the web app does at start: no approval needed
         wait_for(lambda: all(statement_id(i) in server.statements for i in ids))
         state = wait_for(lambda: (s := second.outbox.state()).sent == 2 and s)
         assert state.queued == 0 and state.failed == 0
         second.close()
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_reading_reviews_starts_no_sender_and_the_first_approval_does(lrs: LRSServer,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, lrs)
+    ctx = AppContext()
+    try:
+        review_id = graded(ctx.store)
+        assert ctx.reviews.page(None).total == 1 and ctx.reviews.count() == 1  # reading: no thread, nothing to wait for
+        assert ctx.outbox.sender is None and not sender_threads()
+        view = ctx.reviews.approve(review_id, "fay")
+        sender = ctx.outbox.sender
+        assert sender is not None and sender.alive
+        wait_for(lambda: statement_id(view.review_id) in lrs.statements)
+    finally:
+        ctx.close()
+    assert not sender.alive
+
+
+def sender_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "roleplay-xapi-sender" and t.is_alive()]
+
+
+@pytest.fixture()
+def hanging_lrs() -> Iterator[str]:
+    """The address of an LRS that takes connections and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/xapi"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["review", "list", "--status", "all"], ["export", "xapi", "--learner", "ana"]])
+def test_a_command_that_only_reads_reviews_never_waits_for_the_lrs(command: list[str], hanging_lrs: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from roleplay.cli import main
+
+    monkeypatch.setattr(lrs_module, "SENDER_FIRST", 0.0)  # a sender, if one started, would be in a request at once
+    monkeypatch.setenv("ROLEPLAY_LRS_URL", hanging_lrs)
+    store = Store(load_settings().database_url)
+    approve_quietly(store)  # approved, not yet in the outbox: a pass would try to send it
+    store.close()
+    started = time.monotonic()
+    out = CliRunner().invoke(main, command)
+    assert out.exit_code == 0, out.output
+    assert time.monotonic() - started < lrs_module.SENDER_STOP_WAIT  # closing waited for no request
+    assert not sender_threads()
+
+
+def test_closing_while_a_pass_is_still_sweeping_still_delivers_the_approval(
+        lrs: LRSServer, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping lands between the pass's start and its first batch: the pass sends nothing, so the last pass must."""
+    configure(monkeypatch, lrs)
+    outbox = outbox_on(store)
+    view = approve_quietly(store)
+    sweeping, go_on = threading.Event(), threading.Event()
+    real_sweep = outbox.sweep
+
+    def slow_sweep(limit: int | None = None) -> int:
+        if not sweeping.is_set():  # the first pass only
+            sweeping.set()
+            go_on.wait(10)
+        return real_sweep(limit)
+
+    monkeypatch.setattr(outbox, "sweep", slow_sweep)
+    outbox.on_approved(view)  # queued; the sender starts and its pass begins
+    sender = outbox.sender
+    assert sender is not None and sweeping.wait(10)
+    closing = threading.Thread(target=outbox.close)
+    closing.start()  # as a command ends: the sender is told to stop while its pass is still sweeping
+    wait_for(lambda: sender._stopping.is_set())
+    go_on.set()
+    closing.join(10)
+    assert not sender.alive
+    assert list(lrs.statements) == [statement_id(view.review_id)]  # delivered before closing returned
+    state = outbox.state()
+    assert (state.queued, state.sent) == (0, 1)
 
 
 # --- delivery, one pass at a time --------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def test_a_condescending_reflection_earns_no_secret_at_novice() -> None:
                       "So you think the rules don't apply to you because you work from home.",
                       "What's been going on with the mornings, then?"], "novice")
     assert conv.state.revealed == []
-    assert all(r["doubtful"] for r in conv.state.readings[1:4])  # read as reflections the reader doubts
+    assert all(r["doubtful"] for r in conv.readings[1:4])  # read as reflections the reader doubts
 
 
 @pytest.mark.slow

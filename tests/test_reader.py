@@ -212,7 +212,7 @@ def test_llm_reader_falls_back_to_the_offline_reader_and_the_session_records_it(
     c.open()
     c.say("What's been getting in the way?")
     assert c.state.reader_fallbacks == 1
-    assert c.state.readings[-1]["reader"].startswith("offline (llm failed")
+    assert c.readings[-1]["reader"].startswith("offline (llm failed")
     assert "open_question" in c.state.last_moves
 
 

@@ -165,3 +165,23 @@ def test_two_app_processes_and_two_workers_stay_consistent_under_alternating_req
     assert job is not None and job.status == "done" and job.worker.split(":")[1] not in app_pids
     assert "Awaiting facilitator review" in feedback or "Preliminary" in feedback
     store.close()
+
+
+def test_how_each_turn_was_read_is_stored_with_the_turn_so_the_state_stays_small(tmp_path: Path) -> None:
+    from roleplay.persona import PersonaState
+    from roleplay.practice import resume_practice
+
+    store = Store(f"sqlite:///{tmp_path / 'rp.db'}")
+    run = start_practice(store, "ana", catalog().scenario("missed-deadlines"), "novice")
+    run.open()
+    for line in GOOD_LINES[:4]:
+        run.say(line)
+    stored = store.get_session(run.session_id)
+    learner = [t for t in stored.turns if t.speaker == "learner"]
+    assert [t.meta["reading"] for t in learner] == run.conversation.readings and len(learner) == 4
+    assert "readings" not in stored.state
+    again = resume_practice(store, run.session_id, catalog())
+    assert again.conversation.readings == run.conversation.readings  # resumed on another process, nothing lost
+    legacy = {**stored.state, "readings": [{"moves": ["open_question"]}]}  # a state stored before the move
+    assert PersonaState.model_validate(legacy).learner_turns == 4
+    store.close()

@@ -185,7 +185,7 @@ def test_each_role_sees_its_pages_and_problems_cover_nothing(browser, app: App) 
     expect(learner.locator("#tab-review-button")).to_have_count(0)
 
     facilitator = sign_in(browser, app, "fay")
-    assert tabs(facilitator) == ["Review", "Calibrate", "People"]
+    assert tabs(facilitator) == ["Review", "Calibrate", "People", "Analytics"]
     expect(facilitator.locator("#tab-review-button")).to_have_attribute("aria-selected", "true")
     facilitator_reviews(facilitator)
     facilitator_calibrates(facilitator)

@@ -9,6 +9,7 @@ import gradio as gr
 
 from roleplay.buddies import MAX_NOTE, BuddyService
 from roleplay.certification import COUNTING_RULE, RETAKE_RULE
+from roleplay.drills import drill_id_of, drill_state
 from roleplay.errors import PermissionDenied, RoleplayError
 from roleplay.nudges import reminder_choice, set_reminders
 from roleplay.review import approved_results
@@ -110,23 +111,13 @@ def _assessment_html(svc: Any, result: Any) -> str:
     return render.assessment_html(result, scenario_titles(), sprints, COUNTING_RULE, RETAKE_RULE)
 
 
-def _drill_state(d: Any, today: Any) -> str:
-    if d.done:
-        return f"done {d.done_at:%d %b}" if d.done_at else "done"
-    if d.sent_at:
-        return f"emailed {d.sent_at:%d %b}"
-    return "due" if d.due_on <= today else "scheduled"
-
-
 def drill_outputs(username: str) -> tuple[Any, Any, Any, Any]:
     """The drills table (each drill's due date with its state), the open drills to mark done (and their row, shown
     when there are any), and the reminder-email checkbox."""
-    from datetime import date
-
     svc = ctx().certification
     drills = svc.drills(username)
-    today = date.today()
-    rows = [[f"{d.due_on.isoformat()} · {_drill_state(d, today)}", d.scenario_title, d.level,
+    now = svc.clock()  # the service's UTC clock, as the reminder sender's
+    rows = [[f"{d.due_on.isoformat()} · {drill_state(d, now)}", d.scenario_title, d.level,
              svc.programme.sprint_title(d.sprint), d.purpose] for d in drills]
     open_ = [(f"{d.scenario_title} ({d.level}), due {d.due_on:%d %b %Y}", d.id) for d in drills if not d.done]
     on, email = reminder_choice(ctx().store, username)
@@ -250,12 +241,10 @@ def set_buddy(buddy: str, request: gr.Request) -> tuple[Any, ...]:
 
 @handler
 @toasts(4)
-def mark_drill_done(drill_id: int | None, request: gr.Request) -> tuple[Any, ...]:
+def mark_drill_done(drill_id: int | str | None, request: gr.Request) -> tuple[Any, ...]:
     """Mark the picked reinforcement drill done."""
     person = require(request, PAGE, *ROLES)
-    if drill_id is None:
-        raise Slip("pick the drill you have done first")
-    drill = ctx().certification.mark_drill_done(person.username, int(drill_id))
+    drill = ctx().certification.mark_drill_done(person.username, drill_id_of(drill_id))  # typed text: a warning
     gr.Info(f"{drill.scenario_title} ({drill.level}) is done; no reminder will be sent for it.")
     return drill_outputs(person.username)
 

@@ -1,9 +1,11 @@
 """HTTP routes served beside the Gradio pages: what other systems call (an LMS launching a tool, a SCORM package
 asking for a result) and links people follow from outside the app (an email's link back to a drill).
 
-Each feature module that answers HTTP owns its routes and exposes them as `routes()`; this module only lists them.
+Each feature module that answers HTTP owns its routes and exposes them as `routes()`; this module lists them.
 They are added to the app before Gradio's own routes (`launch_options()`), outside Gradio's sign-in: each route
-checks what it is given itself (a signed launch, a signed link).
+checks what it is given itself (a signed launch, a signed link). Being the web app's start, it also starts the xAPI
+sender there (`AppContext.start_lrs_sender`): a long-running app delivers what earlier runs left queued without
+waiting for an approval, while a command starts the sender only with an approval.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from roleplay.context import AppContext
 
 
 def extra_routes(context: AppContext) -> list[BaseRoute]:
-    """Every route served beside the pages, for the app of `context`."""
+    """Every route served beside the pages, for the app of `context` (whose xAPI sender starts here)."""
+    context.start_lrs_sender()  # no-op without ROLEPLAY_LRS_URL
     found: list[BaseRoute] = []
     from roleplay.nudges import routes as nudge_routes  # emailed drill links and one-click unsubscribe
 
     found += nudge_routes(context)
-    from roleplay.scorm import routes as scorm_routes  # a SCORM package's link and result requests
+    from roleplay.scorm_routes import routes as scorm_routes  # a SCORM package's link and result requests
 
     found += scorm_routes(context)
     from roleplay.lti import routes as lti_routes  # LMS launch (LTI 1.3): login, launch, keys, deep linking
