@@ -202,7 +202,7 @@ class _Endpoints:
         fields = [body.get(k) if isinstance(body, dict) else None for k in ("package", "student", "origin")]
         if not all(isinstance(v, str) and v for v in fields):
             return JSONResponse({"error": "send package, student and origin"}, 400, headers)
-        package, student, origin = fields
+        package, student, origin = (str(v) for v in fields)
         user = await signed_in_user(request)
         person = await run_in_threadpool(self._person, user) if user else None
         if person is None:

@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import re
 import shutil
+import smtplib
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from datetime import UTC, date, datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import alembic.command  # noqa: F401 - the store's migrations; imported at collection like the rest, not in a test
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from content import catalog
 from sqlalchemy import select, update
 
+from roleplay.catalog import Catalog, load_catalog
 from roleplay.certification import CertificationService
 from roleplay.cli import main as cli
 from roleplay.config import load_settings
@@ -29,7 +34,8 @@ from roleplay.context import AppContext
 from roleplay.errors import CertificationError, ConfigError, NotFoundError, RoleplayError
 from roleplay.grader import CriterionGrade, finish_grade
 from roleplay.mail import LinkSigner, SmtpConfig
-from roleplay.models import DrillStatus, PracticeSession, ReinforcementDrill
+from roleplay.drills import Drill, drill_id_of, drill_state, due_date, plan_drills, schedule_drills
+from roleplay.models import CertificationRow, CertificationStatus, DrillStatus, Person, PracticeSession, ReinforcementDrill
 from roleplay.nudges import NudgeScheduler, NudgeService, reminder_choice, set_reminders
 from roleplay.people import PeopleService
 from roleplay.programme import Programme, load_programme
@@ -126,33 +132,88 @@ def certify(store: Store, data_dir: Path, learners: tuple[str, ...] = LEARNERS) 
         db.execute(update(PracticeSession).values(started_at=SIGNED_OFF - timedelta(days=1)))
 
 
+@lru_cache(maxsize=1)
+def drill_catalog() -> Catalog:
+    """The one scenario of the underperformance sprint, and its rubric: what the drills and their emails name."""
+    found = load_catalog([ROOT / "scenarios" / "missed-deadlines.yaml", ROOT / "rubrics" / "coaching-conversation.yaml"])
+    found.raise_errors()
+    return found
+
+
+def seed(store: Store, learners: tuple[str, ...] = LEARNERS) -> None:
+    """The rows a sign-off leaves, written directly: `learners` (with addresses) certified in underperformance at
+    intermediate on 2 March 2026 by fay, their drills planned and scheduled as `CertificationService.sign_off` does."""
+    programme = load_programme(ROOT / "programs" / "sprint-programme.yaml")
+    scenarios = [drill_catalog().scenario("missed-deadlines")]
+    fay = store.add_person("fay", "facilitator", "Fay")
+    with store.session() as db:
+        for name in learners:
+            person = Person(username=name, role="learner", display_name=name.capitalize(), email=f"{name}@example.com")
+            db.add(person)
+            db.flush()
+            cert = CertificationRow(person_id=person.id, sprint="underperformance", level="intermediate",
+                                    status=CertificationStatus.CERTIFIED, signed_off_by=fay.id,
+                                    comment="Listens first, then is clear.", issued_at=SIGNED_OFF)
+            db.add(cert)
+            db.flush()
+            schedule_drills(db, plan_drills(programme, "underperformance", scenarios, "intermediate", [], SIGNED_OFF),
+                            certification_id=cert.id, person_id=person.id)
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database with ana, ben and cat certified (built once per module, copied by each test)."""
+    """A migrated database with ana, ben and cat certified and their drills scheduled (made once per module, copied
+    by each test; cheap: the rows are written directly)."""
     folder = tmp_path_factory.mktemp("nudges-template")
+    store = Store(f"sqlite:///{folder / 'roleplay.db'}")
+    seed(store)
+    store.close()
+    return folder / "roleplay.db"
+
+
+@pytest.fixture(scope="module")
+def certified_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database where ana, ben and cat went through the whole programme (pre-assessment, sprints, approved sessions,
+    sign-off): for the Progress page, which shows all of it (slow tests only)."""
+    folder = tmp_path_factory.mktemp("nudges-certified")
     store = Store(f"sqlite:///{folder / 'roleplay.db'}")
     certify(store, folder)
     store.close()
     return folder / "roleplay.db"
 
 
+def context_of(template: Path, data_dir: Path, cat: Catalog) -> AppContext:
+    """The app context of a copy of `template` in `data_dir`, with the catalog `cat` (loaded once for the module)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, data_dir / "roleplay.db")
+    ctx = AppContext()
+    ctx.__dict__["catalog"] = cat
+    return ctx
+
+
 @pytest.fixture()
 def context(template: Path, isolated_settings: Path) -> Iterator[AppContext]:
     """The app context of a copy of the template database (in this test's data directory)."""
-    isolated_settings.mkdir(parents=True, exist_ok=True)
-    shutil.copy(template, isolated_settings / "roleplay.db")
-    ctx = AppContext()
-    ctx.__dict__["catalog"] = catalog()  # the shipped scenarios, loaded once for the module
+    ctx = context_of(template, isolated_settings, drill_catalog())
     yield ctx
     ctx.close()
 
 
-def service(ctx: AppContext, port: int, when: datetime = FIRST_DUE, **kwargs: Any) -> NudgeService:
-    """The nudge service of `ctx` at time `when`, sending through the mail server on `port`."""
+@pytest.fixture()
+def certified(certified_template: Path, isolated_settings: Path) -> Iterator[AppContext]:
+    """The app context of a copy of the fully certified database, with the shipped scenarios."""
+    ctx = context_of(certified_template, isolated_settings, catalog())
+    yield ctx
+    ctx.close()
+
+
+def service(ctx: AppContext, port: int, when: datetime = FIRST_DUE, clock: Callable[[], datetime] | None = None,
+            **kwargs: Any) -> NudgeService:
+    """The nudge service of `ctx` at time `when` (or on `clock`), sending through the mail server on `port`."""
     smtp = SmtpConfig(host="127.0.0.1", port=port, security="none", sender="Roleplay <drills@roleplay.test>",
                       timeout=5)
     return NudgeService(ctx.store, ctx.programme, ctx.catalog, LinkSigner.for_data_dir(ctx.settings.data_dir),
-                        public_url=PUBLIC, smtp=smtp, clock=lambda: when, **kwargs)
+                        public_url=PUBLIC, smtp=smtp, clock=clock or (lambda: when), **kwargs)
 
 
 def rows(ctx: AppContext) -> dict[tuple[str, int], ReinforcementDrill]:
@@ -272,6 +333,113 @@ def test_a_sender_killed_after_handing_over_is_retried_later_with_the_same_messa
     first, resent = inbox.to("ana@example.com")
     assert first["Message-ID"] == resent["Message-ID"]  # a resend is recognisable as the same email
     assert rows(context)[("ana", 7)].status == DrillStatus.SENT
+
+
+def test_an_email_that_cannot_be_made_fails_alone_and_blocks_nothing(context: AppContext, inbox: Inbox,
+                                                                      tmp_path: Path) -> None:
+    """A non-ASCII address, a display name and a scenario title with line breaks (a YAML `title: >` block ends in
+    one): the bad address fails on its own, the others go out with one-line headers, and no later run is blocked."""
+    scenario = (ROOT / "scenarios" / "missed-deadlines.yaml").read_text()
+    (tmp_path / "missed-deadlines.yaml").write_text(
+        scenario.replace("title: Missed deadlines\n", "title: >\n  Missed deadlines,\n  again\n", 1))
+    folded = load_catalog([tmp_path / "missed-deadlines.yaml", ROOT / "rubrics" / "coaching-conversation.yaml"])
+    folded.raise_errors()
+    assert folded.scenario("missed-deadlines").title == "Missed deadlines, again\n"
+    context.__dict__["catalog"] = folded
+    with context.store.session() as db:  # an address stored before addresses had to be ASCII; a two-line name
+        db.execute(update(Person).where(Person.username == "ana").values(email="josé@exämple.com"))
+        db.execute(update(Person).where(Person.username == "ben").values(display_name="Ben\nBarker"))
+    report = service(context, inbox.port).send_due()
+    assert (report.count("sent"), report.count("failed"), report.stopped) == (2, 1, "")
+    (failed,) = [o for o in report.outcomes if o.result == "failed"]
+    assert failed.username == "ana" and "josé@exämple.com has characters outside plain ASCII" in failed.detail
+    assert "roleplay people set ana --email ADDRESS" in failed.detail and "\n" not in failed.line()
+    assert [m["Subject"] for m in inbox.messages] == ["Time to practise: Missed deadlines, again (intermediate)"] * 2
+    assert inbox.to("ben@example.com")[0]["To"] == "Ben Barker <ben@example.com>"
+    drill = rows(context)[("ana", 7)]
+    assert drill.status == DrillStatus.SCHEDULED and drill.attempts == 0 and drill.claimed_at is None
+    assert "outside plain ASCII" in (drill.last_error or "")
+    assert service(context, inbox.port).send_due().count("failed") == 1  # the next run tries it again, alone
+
+    with pytest.raises(RoleplayError, match=r"outside plain ASCII.*\(for this domain: ana@xn--exmple-cua\.com\)"):
+        PeopleService(context.store).set_email("ana", "ana@exämple.com")
+    PeopleService(context.store).set_email("ana", "jose@example.com")
+    rerun = service(context, inbox.port).send_due()
+    assert rerun.count("sent") == 1 and len(inbox.to("jose@example.com")) == 1
+    assert rows(context)[("ana", 7)].status == DrillStatus.SENT
+
+
+def test_an_email_the_mail_server_cannot_take_fails_alone(context: AppContext, inbox: Inbox,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    real_send = smtplib.SMTP.send_message
+
+    def without_smtputf8(conn: smtplib.SMTP, msg: Any, *args: Any, **kwargs: Any) -> Any:
+        if "ben@" in str(msg["To"]):  # what smtplib raises for an address the server cannot take
+            raise smtplib.SMTPNotSupportedError("One or more source or delivery addresses require internationalized "
+                                                "email support, but the server does not advertise the required "
+                                                "SMTPUTF8 capability")
+        return real_send(conn, msg, *args, **kwargs)
+
+    monkeypatch.setattr(smtplib.SMTP, "send_message", without_smtputf8)
+    report = service(context, inbox.port).send_due()
+    assert (report.count("sent"), report.count("failed"), report.stopped) == (2, 1, "")
+    (failed,) = [o for o in report.outcomes if o.result == "failed"]
+    assert failed.detail.startswith("the mail server cannot take the email to ben@example.com") and "SMTPUTF8" in (
+        failed.detail)
+    assert "ROLEPLAY_SMTP_SECURITY" not in failed.detail  # not a setting to change: this one email
+    assert rows(context)[("ben", 7)].status == DrillStatus.SCHEDULED and len(inbox.messages) == 2
+
+
+def test_a_drill_claimed_late_in_a_long_run_is_not_taken_as_stale_by_another_run(
+        context: AppContext, inbox: Inbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow mail server: each email takes 10 minutes, so the run's third claim comes 20 minutes after it began. A
+    run started 25 minutes in (cron beside the app) must see that claim as 5 minutes old, not as a stale one."""
+    now = [FIRST_DUE]
+    first, second = (service(context, inbox.port, clock=lambda: now[0]) for _ in range(2))
+    real_finish, meanwhile = first._finish, []
+
+    def slow(drill_id: int, attempt: int, **values: Any) -> None:
+        if values.get("status") == DrillStatus.SENT and len(inbox.messages) == 3:
+            now[0] = FIRST_DUE + timedelta(minutes=25)
+            meanwhile.append(second.send_due())  # while the third email's claim is held
+        real_finish(drill_id, attempt, **values)
+        now[0] += timedelta(minutes=10)
+
+    monkeypatch.setattr(first, "_finish", slow)
+    assert first.send_due().count("sent") == 3
+    assert meanwhile[0].count("sent") == 0 and meanwhile[0].outcomes == []
+    assert [len(inbox.to(f"{n}@example.com")) for n in LEARNERS] == [1, 1, 1]  # cat's email once, not twice
+    claimed = rows(context)[("cat", 7)]
+    assert claimed.status == DrillStatus.SENT and claimed.attempts == 1
+    assert claimed.claimed_at is not None and claimed.claimed_at.replace(tzinfo=UTC) == FIRST_DUE + timedelta(
+        minutes=20)
+
+
+def test_a_drill_is_due_from_its_utc_date_for_the_sender_and_the_page(context: AppContext, inbox: Inbox) -> None:
+    far_east, far_west = timezone(timedelta(hours=14)), timezone(timedelta(hours=-10))
+    early = datetime(2026, 3, 9, 0, 30, tzinfo=far_east)  # 9 March there, still 8 March in UTC
+    late = datetime(2026, 3, 8, 23, 30, tzinfo=far_west)  # 8 March there, already 9 March in UTC
+    assert (due_date(early), due_date(late), due_date(datetime(2026, 3, 9, 0, 30))) == (
+        date(2026, 3, 8), date(2026, 3, 9), date(2026, 3, 9))
+    drill = Drill(sprint="underperformance", scenario_id="missed-deadlines", scenario_title="Missed deadlines",
+                  level="intermediate", after_days=7, due_on=date(2026, 3, 9), purpose="", status=DrillStatus.SCHEDULED)
+    assert (drill_state(drill, early), drill_state(drill, late)) == ("scheduled", "due")
+    assert drill_state(drill.model_copy(update={"status": DrillStatus.SENT, "sent_at": FIRST_DUE}), late) == (
+        "emailed 09 Mar")
+    assert drill_state(drill.model_copy(update={"status": DrillStatus.DONE, "done_at": FIRST_DUE}), early) == (
+        "done 09 Mar")
+    assert service(context, inbox.port, early).send_due().outcomes == []  # the sender agrees: not due yet
+    assert service(context, inbox.port, late).send_due().count("sent") == 3
+
+
+def test_a_drill_id_from_the_page_is_checked() -> None:
+    assert [drill_id_of(v) for v in (7, "7", " 12 ", 3.0)] == [7, 7, 12, 3]
+    for typed in ("my drill", "7a", "-3", "0", "²", "9" * 40, True, 7.5, [7]):
+        with pytest.raises(CertificationError, match="^pick a drill from the list"):
+            drill_id_of(typed)
+    for nothing in (None, "", "  "):
+        with pytest.raises(CertificationError, match="^pick the drill you have done first$"):
+            drill_id_of(nothing)
 
 
 @pytest.mark.slow
@@ -405,7 +573,7 @@ def test_a_drill_practised_before_its_reminder_is_done_without_an_email(context:
 
 
 @pytest.mark.slow
-def test_mark_done_and_reminders_on_the_progress_page(context: AppContext) -> None:
+def test_mark_done_and_reminders_on_the_progress_page(certified: AppContext) -> None:
     from roleplay.ui import progress_page
     from roleplay.ui.common import use_context
 
@@ -413,7 +581,7 @@ def test_mark_done_and_reminders_on_the_progress_page(context: AppContext) -> No
     class Req:
         username: str
 
-    use_context(context)
+    use_context(certified)
     out = progress_page.enter(Req("ana"))[6:]
     slots = progress_page.QUESTION_SLOTS
     table, (pick, row, reminders) = out[5 + slots], out[9 + slots:12 + slots]
@@ -425,10 +593,36 @@ def test_mark_done_and_reminders_on_the_progress_page(context: AppContext) -> No
         progress_page.mark_drill_done(None, Req("ana"))
     table, pick, row, _ = progress_page.mark_drill_done(drill_id, Req("ana"))
     assert table[0][0].startswith("2026-03-09 · done ") and len(pick["choices"]) == 2
-    assert context.certification.drills("ana")[0].status == DrillStatus.DONE
+    assert certified.certification.drills("ana")[0].status == DrillStatus.DONE
     progress_page.choose_reminders(False, Req("ana"))
-    assert reminder_choice(context.store, "ana")[0] is False
+    assert reminder_choice(certified.store, "ana")[0] is False
     assert progress_page.enter(Req("ana"))[6 + 11 + slots]["value"] is False
+
+
+@pytest.mark.slow
+def test_the_progress_page_dates_drills_by_the_services_utc_clock_and_refuses_typed_drills(
+        context: AppContext) -> None:
+    from roleplay.ui import progress_page
+    from roleplay.ui.common import use_context
+
+    @dataclass
+    class Req:
+        username: str
+
+    on_the_eve = datetime(2026, 3, 9, 0, 30, tzinfo=timezone(timedelta(hours=14)))  # 8 March 10:30 UTC
+    context.__dict__["certification"] = CertificationService(
+        context.store, context.programme, context.catalog, context.reviews, data_dir=context.settings.data_dir,
+        clock=lambda: on_the_eve)
+    use_context(context)
+    table, pick, _, _ = progress_page.drill_outputs("ana")
+    assert [r[0] for r in table] == ["2026-03-09 · scheduled", "2026-03-23 · scheduled", "2026-04-13 · scheduled"]
+    for typed in ("the first one", "1; drop table", "99999999999999999999999"):  # the picker takes typed text
+        with pytest.warns(UserWarning, match="Pick a drill from the list"):
+            same = progress_page.mark_drill_done(typed, Req("ana"))
+        assert all(update == {"__type__": "update"} for update in same)  # nothing on the page changed
+    assert not any(d.done for d in context.certification.drills("ana"))
+    table, pick, _, _ = progress_page.mark_drill_done(str(pick["choices"][0][1]), Req("ana"))  # an id sent as text
+    assert table[0][0].startswith("2026-03-09 · done ") and len(pick["choices"]) == 2
 
 
 # --- command line, settings and the background sender -----------------------------------------------------------
@@ -476,6 +670,32 @@ def test_mail_settings_are_checked_with_one_line_each(tmp_path: Path) -> None:
         load_settings(smtp_security="tls")
     with pytest.raises(RoleplayError, match="set ROLEPLAY_PUBLIC_URL"):
         AppContext(load_settings(smtp_host="m", smtp_from="r@example.com", data_dir=tmp_path)).start_nudges()
+
+
+def test_the_mail_server_password_never_shows_and_still_signs_in() -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins: list[tuple[bytes, bytes]] = []
+
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        if isinstance(data, LoginPassword):
+            logins.append((data.login, data.password))
+        return AuthResult(success=logins[-1:] == [(b"drills", b"s3cret-pw")])
+
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=free_port(), authenticator=check,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        settings = load_settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_security="none",
+                                 smtp_from="r@roleplay.test", smtp_user="drills", smtp_password="s3cret-pw")
+        smtp = SmtpConfig.from_settings(settings)
+        assert smtp is not None
+        for shown in (repr(settings), str(settings.model_dump()), repr(smtp), str(smtp), smtp.model_dump_json()):
+            assert "s3cret-pw" not in shown
+        smtp.connect().quit()  # signed in with the real password
+        assert logins == [(b"drills", b"s3cret-pw")]
+    finally:
+        controller.stop()
 
 
 @pytest.mark.slow

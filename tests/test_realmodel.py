@@ -349,10 +349,13 @@ def test_the_web_app_streams_a_real_reply_over_http(real_model: RealModel, monke
         web = Client(f"http://127.0.0.1:{port}/", auth=("ana", PASSWORD), verbose=False)
         web.predict(None, "novice", api_name="/enter")  # the page as a learner opens it: scenario choices filled
         started = web.predict("missed-deadlines", "novice", api_name="/start")
-        assert f"AI persona: {real_model.model} at {real_model.base_url}" in started[1]
-        job = web.submit(line, started[0], api_name="/send")
+        assert f"AI persona: {real_model.model} at {real_model.base_url}" in started[2]
+        job = web.submit(line, started[1], api_name="/send")  # the line and the session: the chat stays on the server
         job.result(timeout=DEADLINE * 3)
-        updates = [_bubble_text(out[0][-1]) for out in job.outputs()]
+        exchanges = [out[0] for out in job.outputs() if isinstance(out[0], dict)]
+        assert all(ex["base"] == 1 for ex in exchanges)  # after the opening line
+        assert _bubble_text(exchanges[0]["messages"][0]) == line
+        updates = [_bubble_text(ex["messages"][-1]) for ex in exchanges]
     finally:
         demo.close()
     assert len(updates) > 2, "the reply streamed to the client in several updates"
@@ -395,18 +398,19 @@ def test_a_deadline_the_server_cannot_meet_fails_fast_and_stores_nothing_half_wr
             _one_line_naming(failed.value, "ROLEPLAY_DEADLINE")
             assert run.stale
             stored = context.store.get_session(run.session_id)
-            assert [(t.speaker, t.text) for t in stored.turns][1:] == [("learner", first)], "no partial reply kept"
+            assert [t.speaker for t in stored.turns] == ["persona"], "nothing of the failed exchange kept"
 
             resumed = context.run(run.session_id)  # what the app does next: the stored session is the truth
             assert resumed is not run and not resumed.stale
             assert [(t.speaker, t.text) for t in resumed.conversation.transcript.turns] == \
                 [(t.speaker, t.text) for t in stored.turns]
-            assert resumed.state.learner_turns == 1
+            assert resumed.state.learner_turns == 0
             again = resume_practice(context.store, run.session_id, context.catalog,
                                     LLMVoice(healthy, GenerationSettings(temperature=0.7, max_tokens=48)))
             shown = list(again.respond(second))[-1]
             turns = context.store.get_session(run.session_id).turns
-            assert [t.speaker for t in turns] == ["persona", "learner", "learner", "persona"]
+            assert [(t.speaker, t.text) for t in turns][:2] == [("persona", stored.turns[0].text), ("learner", second)]
+            assert [t.speaker for t in turns] == ["persona", "learner", "persona"]
             assert turns[-1].text == shown and shown.strip()
 
             began = time.monotonic()
@@ -415,7 +419,7 @@ def test_a_deadline_the_server_cannot_meet_fails_fast_and_stores_nothing_half_wr
             assert time.monotonic() - began < 30
             _one_line_naming(grading.value, "ROLEPLAY_DEADLINE")
             assert not context.store.grades_for(run.session_id), "no grade stored for a grading that failed"
-            assert len(context.store.get_session(run.session_id).turns) == 4
+            assert len(context.store.get_session(run.session_id).turns) == 3
         finally:
             context.close()
             healthy.close()

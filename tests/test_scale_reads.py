@@ -266,12 +266,12 @@ def test_the_review_and_calibrate_pages_open_on_the_first_page_with_its_count() 
     seeded = seed(store, 24 // HOURS_APART * 7 * 60)
     pending = newest_first(seeded, {r for r, s in seeded.status.items() if s == "pending"})
     fac = SignedIn("fac")
-    _, _, rows, count, newer, older, page = review_page.enter("pending", fac)
+    _, _, rows, count, newer, older, page, _jobs = review_page.enter("pending", fac)
     assert [r[0] for r in rows] == pending[:50] and rows[0][1:4] == [seeded.learner[pending[0]], "Missed deadlines",
                                                                      "novice"]
     assert count == f"showing 1-50 of {len(pending):,} pending reviews, newest first" and page == 1
     assert newer["interactive"] is False and older["interactive"] is True
-    rows, count, newer, older, page = review_page.older_page("pending", page, fac)
+    rows, count, newer, older, page, _jobs = review_page.older_page("pending", page, fac)
     assert [r[0] for r in rows] == pending[50:100] and count.startswith("showing 51-100 of ") and page == 2
     assert newer["interactive"] is True
     assert review_page.newer_page("pending", page, fac)[0][0][0] == pending[0]

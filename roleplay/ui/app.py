@@ -102,23 +102,47 @@ MAX_REQUEST_BYTES = 2 * 1024 * 1024  # a request body; the largest real one is a
 MAX_UPLOAD = "1mb"  # Gradio's own cap on uploaded files
 
 
+CROSS_SITE_PATHS = ("/lti/", "/scorm/result")  # called by other sites by design (an LMS); each checks its own proof
+CROSS_SITE_REFUSED = ("requests from other web sites are refused; open roleplay at its own address (or set "
+                      "ROLEPLAY_PUBLIC_URL to the address people use)")
+
+
 class RequestGuard:
     """ASGI middleware in front of the app: refuses oversize request bodies with 413 before anything reads them,
-    and remembers each request's client address for the sign-in throttle.
+    refuses requests that another web site's page makes (with 403: Gradio answers any site's page with the visitor's
+    sign-in cookie on a deployed host, which would let that page act as the visitor), and remembers each request's
+    client address for the sign-in throttle.
+
+    A request is another site's when it carries an `Origin` whose host is neither the host it was sent to nor that of
+    `public_url`; the paths an LMS calls (`CROSS_SITE_PATHS`) are exempt. Links followed from elsewhere (an email,
+    an LMS page) are navigations without an `Origin`, and pass.
 
     Behind a reverse proxy on the same machine uvicorn already puts the proxy's X-Forwarded-For address in the
     request; for a proxy elsewhere, list its address in FORWARDED_ALLOW_IPS.
     """
 
-    def __init__(self, app: Any, max_body: int = MAX_REQUEST_BYTES) -> None:
+    def __init__(self, app: Any, max_body: int = MAX_REQUEST_BYTES, public_url: str | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.trusted = {h for h in (_hostname(public_url or ""),) if h}
+
+    def _from_another_site(self, scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
+        origin = headers.get(b"origin")
+        if origin is None or str(scope.get("path", "")).startswith(CROSS_SITE_PATHS):
+            return False
+        host = _hostname("//" + headers.get(b"host", b"").decode("latin-1"))
+        seen = _hostname(origin.decode("latin-1"))
+        return seen is None or seen not in {host, *self.trusted}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        if self._from_another_site(scope, headers):
+            await _answer(send, 403, CROSS_SITE_REFUSED)
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
             await self._refuse(send)
             return
@@ -154,12 +178,27 @@ class RequestGuard:
         return replay
 
     async def _refuse(self, send: Any) -> None:
-        body = json.dumps({"error": f"request larger than {self.max_body:,} bytes, so nothing was done; a turn has "
-                                   f"at most {MAX_TURN_CHARS:,} characters and an upload at most {MAX_UPLOAD}"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, 413, f"request larger than {self.max_body:,} bytes, so nothing was done; a turn has at "
+                                 f"most {MAX_TURN_CHARS:,} characters and an upload at most {MAX_UPLOAD}")
+
+
+def _hostname(url: str) -> str | None:
+    """The host name of a URL (or of "//host:port"), lower case; None when it has none."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+async def _answer(send: Any, status: int, error: str) -> None:
+    """A JSON error reply that closes the connection."""
+    body = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 AUTH_MESSAGE = ("Sign in with your roleplay account. After a few failed attempts sign-in pauses for some minutes; "
@@ -191,7 +230,8 @@ def launch_options(context: AppContext | None = None) -> dict[str, Any]:
     context = context or ctx()
     return {"auth": auth_callable(), "auth_message": AUTH_MESSAGE, "theme": THEME, "css": CSS,
             "footer_links": [], "max_file_size": MAX_UPLOAD,
-            "app_kwargs": {"middleware": [Middleware(RequestGuard)], "routes": extra_routes(context),
+            "app_kwargs": {"middleware": [Middleware(RequestGuard, public_url=context.settings.public_url)],
+                           "routes": extra_routes(context),
                            "lifespan": shared_sign_ins(context)}}
 
 
