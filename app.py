@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roleplay: {engine}; data in {cfg.data_dir}; open http://{cfg.host}:{cfg.port}", flush=True)
         if notice:
             print(notice, flush=True)
+        if app.start_lrs_sender():  # delivers what earlier runs left queued without waiting for an approval
+            print(f"xAPI statements of approved results are sent to {cfg.lrs_url}", flush=True)
         if app.start_nudges():
             print(f"drill reminders: due drills emailed through {cfg.smtp_host} every {cfg.nudge_interval:g} s",
                   flush=True)

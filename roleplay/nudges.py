@@ -112,7 +112,8 @@ class SendReport(BaseModel):
                  else [f"{self.count('sent')} sent"])
         failed = self.count("failed")
         if failed:
-            parts.append(f"{failed} failed (tried again on the next run)")
+            parts.append(f"{failed} could not be made" if self.dry_run
+                         else f"{failed} failed (tried again on the next run)")
         done = self.count("done") + self.count("would mark done")
         if done:
             parts.append(f"{done} already practised (done, no email)")

@@ -96,7 +96,8 @@ def test_an_unexpected_failure_is_one_line_and_the_worker_goes_on(tmp_path: Path
     def broken(_sid: str) -> None:
         raise KeyError("criterion")
 
-    job = run_job(store, GradingJobs(store, broken).submit(sid).session_id, broken) or GradingJobs.get_in(store, sid)
+    GradingJobs(store, broken)._claim_for_queue(sid)  # queued; this test is the worker
+    job = run_job(store, sid, broken)
     assert job is not None and job.status == "failed"
     assert job.error == "grading failed (KeyError); see the worker's log"
     store.close()

@@ -8,14 +8,13 @@ import re
 import shutil
 import smtplib
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, date, datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,18 @@ from roleplay.certification import CertificationService
 from roleplay.cli import main as cli
 from roleplay.config import load_settings
 from roleplay.context import AppContext
+from roleplay.drills import Drill, drill_id_of, drill_state, due_date, plan_drills, schedule_drills
 from roleplay.errors import CertificationError, ConfigError, NotFoundError, RoleplayError
 from roleplay.grader import CriterionGrade, finish_grade
 from roleplay.mail import LinkSigner, SmtpConfig
-from roleplay.drills import Drill, drill_id_of, drill_state, due_date, plan_drills, schedule_drills
-from roleplay.models import CertificationRow, CertificationStatus, DrillStatus, Person, PracticeSession, ReinforcementDrill
+from roleplay.models import (
+    CertificationRow,
+    CertificationStatus,
+    DrillStatus,
+    Person,
+    PracticeSession,
+    ReinforcementDrill,
+)
 from roleplay.nudges import NudgeScheduler, NudgeService, reminder_choice, set_reminders
 from roleplay.people import PeopleService
 from roleplay.programme import Programme, load_programme
@@ -135,7 +141,8 @@ def certify(store: Store, data_dir: Path, learners: tuple[str, ...] = LEARNERS) 
 @lru_cache(maxsize=1)
 def drill_catalog() -> Catalog:
     """The one scenario of the underperformance sprint, and its rubric: what the drills and their emails name."""
-    found = load_catalog([ROOT / "scenarios" / "missed-deadlines.yaml", ROOT / "rubrics" / "coaching-conversation.yaml"])
+    found = load_catalog([ROOT / "scenarios" / "missed-deadlines.yaml",
+                          ROOT / "rubrics" / "coaching-conversation.yaml"])
     found.raise_errors()
     return found
 

@@ -3,9 +3,7 @@ asking for a result) and links people follow from outside the app (an email's li
 
 Each feature module that answers HTTP owns its routes and exposes them as `routes()`; this module lists them.
 They are added to the app before Gradio's own routes (`launch_options()`), outside Gradio's sign-in: each route
-checks what it is given itself (a signed launch, a signed link). Being the web app's start, it also starts the xAPI
-sender there (`AppContext.start_lrs_sender`): a long-running app delivers what earlier runs left queued without
-waiting for an approval, while a command starts the sender only with an approval.
+checks what it is given itself (a signed launch, a signed link).
 """
 
 from __future__ import annotations
@@ -16,8 +14,7 @@ from roleplay.context import AppContext
 
 
 def extra_routes(context: AppContext) -> list[BaseRoute]:
-    """Every route served beside the pages, for the app of `context` (whose xAPI sender starts here)."""
-    context.start_lrs_sender()  # no-op without ROLEPLAY_LRS_URL
+    """Every route served beside the pages, for the app of `context`."""
     found: list[BaseRoute] = []
     from roleplay.nudges import routes as nudge_routes  # emailed drill links and one-click unsubscribe
 
